@@ -47,7 +47,7 @@ class Mnist:
 
 @dataclass(frozen=True)
 class Svhn:
-    folder: str = "data/raw/svhn"  # holds train/ and test/, each with PNGs and digitStruct.mat
+    # The data itself goes in data/raw/svhn/{train,test}/ (PNGs plus digitStruct.mat).
     min_side: int = 10  # paper §3.1: crops under 10 px on either side are dropped
 
     def check(self, where):
