@@ -1,0 +1,49 @@
+"""Stage detect: KL detection of adversarial examples and the Fig. 9 system (paper §3.4).
+
+Scores normal (validation, test) and adversarial examples by the divergence
+between the unsanitized and the sanitized model, calibrates the threshold on
+validation normals at `detect.acceptance`, and writes the divergences, the
+metrics (paper Tables 5-7) and CDF plot data (Fig. 7, 8, 10).
+"""
+import argparse
+
+from cull import params
+from cull.artifacts import load_npz, save_csv, save_json, save_npz
+from cull.detection import cdf_rows, detection_metrics, score_attacks, summarize
+from cull.models import load_checkpoint
+from cull.runtime import pick_device, run_stage
+
+DATA_KEYS = ("val_x", "val_y", "test_x", "test_y")
+ATTACK_KEYS = ("igsm_index", "igsm_y", "cw_index", "cw_source", "cw_kappa", "cw_adv", "cw_success")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", required=True)
+    parser.add_argument("--data", required=True, help="dataset .npz (val_x, val_y, test_x, test_y)")
+    parser.add_argument("--unsanitized", required=True, help="unsanitized model checkpoint")
+    parser.add_argument("--sanitized", required=True, help="sanitized model checkpoint (the attacked one)")
+    parser.add_argument("--attacks", required=True, help="attacks .npz made on the sanitized model")
+    parser.add_argument("--out", required=True, help="divergences .npz")
+    parser.add_argument("--metrics", required=True, help="metrics .json")
+    parser.add_argument("--cdf", required=True, help="CDF plot data .csv")
+    args = parser.parse_args()
+
+    p = params.load(args.params, "base", "detect")
+    device = pick_device(p["base"].device)
+    data = load_npz(args.data, DATA_KEYS)
+    attacks = load_npz(args.attacks, ATTACK_KEYS)
+    channels = data["test_x"].shape[1]
+    unsanitized, _ = load_checkpoint(args.unsanitized, device, in_channels=channels)
+    sanitized, _ = load_checkpoint(args.sanitized, device, in_channels=channels)
+
+    scores = score_attacks(data, attacks, unsanitized=unsanitized, sanitized=sanitized, device=device)
+    metrics = detection_metrics(scores, acceptance=p["detect"].acceptance, divergence=p["detect"].divergence)
+    save_npz(args.out, **scores)
+    save_json(args.metrics, metrics)
+    save_csv(args.cdf, cdf_rows(scores))
+    print(summarize(metrics))
+
+
+if __name__ == "__main__":
+    run_stage(main)
