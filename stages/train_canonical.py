@@ -36,7 +36,7 @@ def main():
     holdout = history[-1]["eval_acc"]
     metrics = {
         "holdout_acc": holdout, "train_size": len(train_idx),
-        "holdout_size": len(test_idx), "epochs": p["train"].canonical_epochs, "seconds": round(seconds, 1),
+        "holdout_size": len(test_idx), "epochs": p["train"].canonical_epochs,
     }
     save_checkpoint(args.out, model, meta={"role": "canonical", "train": asdict(p["train"]), "seed": p["base"].seed, "metrics": metrics})
     save_json(args.metrics, metrics)

@@ -1,0 +1,1 @@
+"""Report figures (matplotlib) and the offline HTML template for `dvc plots`."""

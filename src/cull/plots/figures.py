@@ -1,0 +1,224 @@
+"""Matplotlib figures for the report (paper Fig. 4-8, 10, 11, training curves, an image grid).
+
+Each function takes plain numbers that `cull.report` gathered from the metrics
+files and returns a `matplotlib.figure.Figure` (no pyplot, so no global figure
+state and no display backend), or None when there is nothing to draw. Save
+with `cull.artifacts.save_figure`.
+
+Sanitization thresholds crowd towards 1 (0.9, 0.9999, 0.9999999), so they
+are drawn as evenly spaced categories in increasing order, as in the paper.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+KL_FLOOR = 1e-6  # divergences below this are drawn at it on the log axis (a KL of exactly 0 has no log)
+PANEL = (4.6, 3.4)  # inches per subplot
+PAPER_STYLE = {"color": "black", "linestyle": "--", "marker": "s", "fillstyle": "none"}  # the paper's points
+GRID_ROWS = 4  # (source image, target class) pairs shown in the adversarial image grid
+
+
+def threshold_label(threshold: float) -> str:
+    """Shortest exact text of a threshold: 0, 0.7, 0.9999999 (``%g`` would print 1)."""
+    text = repr(float(threshold))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _panels(n: int, *, rows: int = 1) -> tuple[Figure, list]:
+    cols = math.ceil(n / rows)
+    fig = Figure(figsize=(PANEL[0] * cols, PANEL[1] * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def threshold_lines(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *, ylabel: str,
+                    title: str) -> Figure | None:
+    """One subplot per panel (sanitization method), one line per series (IGSM iterations, C&W kappa).
+
+    Parameters
+    ----------
+    panels : {panel title: {series label: {threshold: value}}}; threshold 0 is
+        the unsanitized model. Series with no point are skipped; a series whose
+        label starts with "paper" is drawn as a dashed black reference.
+    """
+    panels = {k: {s: pts for s, pts in v.items() if pts} for k, v in panels.items()}
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels:
+        return None
+    fig, axes = _panels(len(panels))
+    for ax, (name, series) in zip(axes, panels.items()):
+        ticks = sorted({t for pts in series.values() for t in pts})
+        x = {t: i for i, t in enumerate(ticks)}
+        for label, pts in series.items():
+            ts = sorted(pts)
+            style = PAPER_STYLE if label.startswith("paper") else {"marker": "o"}
+            ax.plot([x[t] for t in ts], [pts[t] for t in ts], label=label, **style)
+        ax.set_xticks(range(len(ticks)), [threshold_label(t) for t in ticks], rotation=30, ha="right")
+        ax.set_xlabel("sanitization threshold (0 = unsanitized)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))  # series are shared by panels
+    fig.suptitle(title)
+    return fig
+
+
+def cdf_panels(panels: list[tuple[str, Mapping[str, tuple[np.ndarray, np.ndarray]], float | None]], *,
+               xlabel: str, title: str) -> Figure | None:
+    """Empirical CDFs, one subplot per sanitized model.
+
+    Parameters
+    ----------
+    panels : [(panel title, {set name: (values (n,), cdf (n,))}, detector threshold or None)];
+        values ascending, cdf in [0, 1]. The set "normal" is drawn black.
+    """
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        return None
+    fig, axes = _panels(len(panels))
+    for ax, (name, curves, tau) in zip(axes, panels):
+        for label, (values, cdf) in curves.items():
+            style = {"color": "black", "linewidth": 2} if label == "normal" else {}
+            ax.step(np.maximum(values, KL_FLOOR), cdf, where="post", label=label, **style)
+        if tau is not None:
+            ax.axvline(max(tau, KL_FLOOR), color="grey", linestyle="--", label=f"threshold {tau:.3g}")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("CDF")
+        ax.set_ylim(0, 1.02)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(title)
+    return fig
+
+
+def composition(panels: Mapping[str, list[dict]]) -> Figure | None:
+    """Share of each class in the kept set vs threshold (paper Fig. 11), one subplot per method.
+
+    Parameters
+    ----------
+    panels : {method: rows of metrics/tables.json, each with ``threshold`` and
+        ``class_fractions`` (K,)}; a method whose rows are None is skipped.
+    """
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels:
+        return None
+    fig, axes = _panels(len(panels))
+    for ax, (name, rows) in zip(axes, panels.items()):
+        rows = sorted(rows, key=lambda r: r["threshold"])
+        x = range(len(rows))
+        shares = np.array([r["class_fractions"] for r in rows])  # (thresholds, K)
+        for k in range(shares.shape[1]):
+            ax.plot(x, 100 * shares[:, k], marker="o", color=f"C{k}", label=str(k))
+        ax.set_xticks(x, [threshold_label(r["threshold"]) for r in rows], rotation=30, ha="right")
+        ax.set_xlabel("sanitization threshold")
+        ax.set_ylabel("share of kept images (%)")
+        ax.set_title(f"{name} sanitization")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(title="class", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("Class composition of the kept training set (paper Fig. 11)")
+    return fig
+
+
+def training_curves(curves: Mapping[str, list[dict]]) -> Figure | None:
+    """Loss, training accuracy and evaluation accuracy per epoch, one line per model.
+
+    Parameters
+    ----------
+    curves : {model name: rows with ``epoch``, ``loss``, ``train_acc``, ``eval_acc``}.
+    """
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    fig, axes = _panels(3)
+    for ax, key in zip(axes, ("loss", "train_acc", "eval_acc")):
+        for name, rows in curves.items():
+            pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("Training curves (eval: font hold-out for the canonical model, test set for the others)")
+    return fig
+
+
+def image_grid(cells: list[list[tuple[np.ndarray, str] | None]], *, col_titles: list[str], title: str) -> Figure:
+    """A rows x cols grid of images with a caption under each.
+
+    Parameters
+    ----------
+    cells : rows of (image (C, H, W) float in [0, 1], caption) or None for an empty cell.
+    col_titles : one title per column.
+    """
+    rows, cols = len(cells), len(col_titles)
+    fig = Figure(figsize=(1.6 * cols, 1.9 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, row in enumerate(cells):
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(col_titles[j], fontsize="small")
+            if j >= len(row) or row[j] is None:
+                ax.set_axis_off()
+                continue
+            image, caption = row[j]
+            image = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+            if image.shape[0] == 1:
+                ax.imshow(image[0], cmap="gray", vmin=0.0, vmax=1.0)
+            else:
+                ax.imshow(image.transpose(1, 2, 0))
+            ax.set_xlabel(caption, fontsize="x-small")
+    fig.suptitle(title)
+    return fig
+
+
+def grid_cells(attacks: dict, divergence: np.ndarray | None, *, rows: int = GRID_ROWS) -> tuple[list, list[str]]:
+    """Cells for `image_grid`: up to `rows` (source, target) pairs, taken from each source in turn, x every kappa.
+
+    Parameters
+    ----------
+    attacks : arrays of data/attacks/<model>.npz: ``cw_adv`` (M, C, H, W) in [0, 1], ``cw_source``,
+        ``cw_target``, ``cw_kappa``, ``cw_success`` (M,), optionally ``cw_index`` (M,) test-image index.
+    divergence : (M,) divergence of each C&W row, or None.
+    """
+    m = len(attacks["cw_adv"])
+    names = ("cw_source", "cw_target", "cw_kappa", "cw_success") + (("cw_index",) if "cw_index" in attacks else ())
+    for key in names:
+        if len(attacks[key]) != m:
+            raise ValueError(f"attacks: {key} has {len(attacks[key])} rows, cw_adv {m}")
+    source = attacks.get("cw_index", attacks["cw_source"])
+    kappas = sorted({float(k) for k in attacks["cw_kappa"]})
+    pairs: dict[tuple[int, int], dict[float, int]] = {}
+    for r in range(m):
+        pair = (int(source[r]), int(attacks["cw_target"][r]))
+        pairs.setdefault(pair, {}).setdefault(float(attacks["cw_kappa"][r]), r)  # first row per (pair, kappa)
+    queues: dict[int, list] = {}
+    for pair in pairs:
+        queues.setdefault(pair[0], []).append(pair)
+    chosen = []
+    while len(chosen) < rows and any(queues.values()):
+        for queue in queues.values():
+            if queue and len(chosen) < rows:
+                chosen.append(queue.pop(0))
+
+    def cell(r):
+        if r is None:
+            return None
+        caption = f"{attacks['cw_source'][r]}→{attacks['cw_target'][r]}"
+        caption += f"\ndiv {divergence[r]:.3g}" if divergence is not None else ""
+        return attacks["cw_adv"][r], caption + ("" if attacks["cw_success"][r] else "\nnot fooled")
+
+    return [[cell(pairs[p].get(k)) for k in kappas] for p in chosen], [f"κ = {k:g}" for k in kappas]
