@@ -1,0 +1,188 @@
+"""Run the attacks over a test set: seeded choice of images, batching with tqdm, tallies.
+
+Notation: n attacked test images; for C&W each source image is attacked
+towards each of the K - 1 other classes at each kappa, M = n (K - 1) len(kappas)
+rows, in source-major, then target, then kappa order. Images come in as
+(N, C, H, W) uint8 and go out as float32 in [0, 1].
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cull.attacks._checks import check_model
+from cull.attacks.cw import cw_l2
+from cull.attacks.igsm import igsm as igsm_attack
+from cull.models import to_float
+from cull.params import Cw, Igsm
+from cull.training import predict_logits
+
+IGSM_BATCH = 500  # images per IGSM batch
+CW_BATCH = 1024  # C&W rows per batch; large, since examples that abort early leave the batch
+IGSM_STREAM, CW_STREAM = 0, 1  # independent seeded choices: changing igsm.n leaves the C&W images alone
+
+
+def choose(candidates: np.ndarray, n: int, *, seed: int, stream: int, what: str) -> np.ndarray:
+    """Seeded choice of `n` of the index array `candidates`, returned sorted.
+
+    The first n of one seeded permutation, so a larger n keeps the smaller n's images.
+    """
+    candidates = np.asarray(candidates)
+    if n > len(candidates):
+        raise ValueError(f"{what}: asked for {n} images, only {len(candidates)} available")
+    perm = np.random.default_rng([seed, stream]).permutation(candidates)
+    return np.sort(perm[:n])
+
+
+def run_igsm(model, images: np.ndarray, labels: np.ndarray, *, igsm: Igsm, device, batch: int = IGSM_BATCH) -> dict:
+    """IGSM on every image of (n, C, H, W) uint8 `images` with (n,) `labels`.
+
+    Returns {"clean_pred": (n,), "adv": {k: (n, C, H, W) float32}, "pred": {k: (n,)}}.
+    The tqdm postfix shows the running success rate (misclassified) at max(k).
+    """
+    ks = sorted(set(igsm.iterations))
+    adv = {k: [] for k in ks}
+    pred = {k: [] for k in ks}
+    fooled = done = 0
+    bar = tqdm(total=len(images), desc="igsm", unit="img", mininterval=1.0)
+    for start in range(0, len(images), batch):
+        x = to_float(torch.as_tensor(images[start : start + batch]).to(device))
+        y = torch.as_tensor(labels[start : start + batch], dtype=torch.long).to(device)
+        out = igsm_attack(model, x, y, eps=igsm.eps, alpha=igsm.alpha, iterations=ks)
+        for k in ks:
+            with torch.no_grad():
+                pred[k].append(model(out[k]).argmax(1).cpu().numpy())
+            adv[k].append(out[k].float().cpu().numpy())
+        fooled += int((pred[ks[-1]][-1] != labels[start : start + batch]).sum())
+        done += len(y)
+        bar.update(len(y))
+        bar.set_postfix(success=f"{fooled / done:.3f}")
+    bar.close()
+    return {
+        "clean_pred": predict_logits(model, images, device=device).argmax(1).numpy(),
+        "adv": {k: np.concatenate(adv[k]) for k in ks},
+        "pred": {k: np.concatenate(pred[k]) for k in ks},
+    }
+
+
+def cw_rows(index: np.ndarray, labels: np.ndarray, kappas: list[float], num_classes: int) -> dict:
+    """Expand n sources into M rows: each source x each other class x each kappa."""
+    rows = [
+        (i, y, t, k)
+        for i, y in zip(index, labels)
+        for t in range(num_classes)
+        if t != y
+        for k in kappas
+    ]
+    i, y, t, k = (np.array(col) for col in zip(*rows))
+    return {"cw_index": i.astype(np.int64), "cw_source": y.astype(np.int64),
+            "cw_target": t.astype(np.int64), "cw_kappa": k.astype(np.float64)}
+
+
+def run_cw(model, images: np.ndarray, rows: dict, *, cw: Cw, device, batch: int = CW_BATCH) -> dict:
+    """C&W L2 on `rows` (from `cw_rows`); `images` (N, C, H, W) uint8 is indexed by rows["cw_index"].
+
+    Returns {"cw_adv": (M, C, H, W) float32 (the clean image where failed),
+    "cw_success": (M,) bool, "cw_l2": (M,) float64, NaN where failed}.
+    The tqdm bar counts search steps; its postfix shows the running success rate.
+    """
+    advs, successes, l2s = [], [], []
+    m = len(rows["cw_index"])
+    done = fooled = 0  # rows finished, and fooled, in earlier batches
+    bar = tqdm(total=-(-m // batch) * cw.search_steps, desc="cw", unit="search step", mininterval=1.0)
+
+    def show(step, found):  # found: (batch,) bool, fooled so far in this batch
+        bar.update(1)
+        bar.set_postfix(success=f"{(fooled + int(found.sum())) / (done + len(found)):.3f}")
+
+    for start in range(0, m, batch):
+        part = slice(start, start + batch)
+        x = to_float(torch.as_tensor(images[rows["cw_index"][part]]).to(device))
+        res = cw_l2(
+            model, x,
+            torch.as_tensor(rows["cw_source"][part]).to(device),
+            torch.as_tensor(rows["cw_target"][part]).to(device),
+            kappa=torch.as_tensor(rows["cw_kappa"][part], dtype=x.dtype).to(device),
+            initial_c=cw.initial_c, steps=cw.steps, search_steps=cw.search_steps, lr=cw.lr,
+            on_search_step=show,
+        )
+        advs.append(res.images.float().cpu().numpy())
+        successes.append(res.success.cpu().numpy())
+        l2s.append(res.l2.double().cpu().numpy())
+        done, fooled = done + len(x), fooled + int(res.success.sum())
+    bar.close()
+    return {"cw_adv": np.concatenate(advs), "cw_success": np.concatenate(successes), "cw_l2": np.concatenate(l2s)}
+
+
+def tally(arrays: dict, *, iterations: list[int], kappas: list[float]) -> dict:
+    """Metrics from the arrays of `attack_model`: IGSM accuracy per k, C&W success and mean L2 per kappa."""
+    y = arrays["igsm_y"]
+    cw_kappa, success, l2 = arrays["cw_kappa"], arrays["cw_success"], arrays["cw_l2"]
+    per_kappa = {}
+    for k in kappas:
+        rows = cw_kappa == float(k)
+        ok = success[rows]
+        per_kappa[str(k)] = {
+            "success_rate": float(ok.mean()) if ok.size else None,
+            "mean_l2": float(l2[rows][ok].mean()) if ok.any() else None,  # JSON has no NaN
+        }
+    return {
+        "clean_acc": float((arrays["igsm_clean_pred"] == y).mean()),
+        "igsm": {str(k): {"acc": float((arrays[f"igsm_pred_{k}"] == y).mean())} for k in sorted(set(iterations))},
+        "cw": per_kappa,
+        "n_igsm": int(len(y)),
+        "n_cw": int(len(np.unique(arrays["cw_index"]))),
+    }
+
+
+def attack_model(
+    model, test_x: np.ndarray, test_y: np.ndarray, *, igsm: Igsm, cw: Cw, seed: int, device
+) -> tuple[dict, dict]:
+    """Both attacks on one model: IGSM on igsm.n seeded test images (correct or not),
+    C&W on cw.n seeded correctly classified ones, towards every other class at every kappa.
+
+    Returns (arrays for the stage's .npz, metrics for its JSON).
+    """
+    check_model(model)
+    test_y = np.asarray(test_y, dtype=np.int64)
+    if test_x.ndim != 4 or test_x.dtype != np.uint8 or len(test_x) != len(test_y):
+        raise ValueError(
+            "test set: expected (N, C, H, W) uint8 images and (N,) labels, "
+            f"got {test_x.shape} {test_x.dtype} and {test_y.shape}"
+        )
+    clock = time.perf_counter()
+    index = choose(np.arange(len(test_y)), igsm.n, seed=seed, stream=IGSM_STREAM, what="igsm.n")
+    out = run_igsm(model, test_x[index], test_y[index], igsm=igsm, device=device)
+    arrays = {"igsm_index": index, "igsm_y": test_y[index], "igsm_clean_pred": out["clean_pred"]}
+    for k in out["adv"]:
+        arrays[f"igsm_adv_{k}"], arrays[f"igsm_pred_{k}"] = out["adv"][k], out["pred"][k]
+    seconds_igsm = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    logits = predict_logits(model, test_x, device=device)
+    correct = np.flatnonzero(logits.argmax(1).numpy() == test_y)
+    index = choose(correct, cw.n, seed=seed, stream=CW_STREAM, what="cw.n (correctly classified test images)")
+    rows = cw_rows(index, test_y[index], cw.kappas, logits.shape[1])
+    arrays.update(rows)
+    arrays.update(run_cw(model, test_x, rows, cw=cw, device=device))
+    seconds_cw = time.perf_counter() - clock
+
+    metrics = tally(arrays, iterations=igsm.iterations, kappas=cw.kappas)
+    # Timings stay out of the metrics, so that the same params give the same artifacts.
+    return arrays, metrics, {"igsm": seconds_igsm, "cw": seconds_cw}
+
+
+def summary_line(metrics: dict, seconds: dict) -> str:
+    igsm = " ".join(f"{k}:{v['acc']:.3f}" for k, v in metrics["igsm"].items())
+    cw = " ".join(
+        f"{k}:{v['success_rate']:.2f}/" + ("-" if v["mean_l2"] is None else f"{v['mean_l2']:.3f}")
+        for k, v in metrics["cw"].items()
+    )
+    return (
+        f"clean acc {metrics['clean_acc']:.3f} on {metrics['n_igsm']} | IGSM acc by steps {igsm} | "
+        f"C&W on {metrics['n_cw']} success/mean L2 by kappa {cw} | "
+        f"{seconds['igsm']:.0f}s + {seconds['cw']:.0f}s"
+    )
