@@ -1,8 +1,7 @@
 """IGSM and C&W on models with known answers: a tiny CNN trained here and linear models."""
-import importlib.util
-import re
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
