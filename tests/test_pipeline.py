@@ -27,6 +27,7 @@ TINY = {
     "igsm": {"n": 60},
     "cw": {"n": 1, "kappas": [0, 2], "steps": 60, "search_steps": 2, "lr": 0.05},
     "detect": {"acceptance": 0.9},
+    "adaptive": {"n": 1, "kappas": [0, 5], "steps": 20, "search_steps": 2},
 }
 
 
@@ -76,7 +77,7 @@ def test_threshold_change_reruns_only_downstream(repo):
     write_params(repo, {**TINY, "threshold": 0.5})
     dry = dvc(repo, "repro", "--dry").stdout
     ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    assert {"filter", "train_sanitized", "attack_sanitized", "detect", "report"} <= ran
+    assert {"filter", "train_sanitized", "attack_sanitized", "detect", "attack_adaptive", "report"} <= ran
     assert not ran & {"mnist", "prepare", "fonts", "train_canonical", "train_unsanitized", "score",
                       "tables", "attack_unsanitized"}
     assert not any(name.endswith("_sweep@0") for name in ran)

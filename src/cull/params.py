@@ -186,6 +186,29 @@ class Detect:
         _choice(where, "divergence", self.divergence, ("kl", "reverse", "js"))
 
 
+@dataclass(frozen=True)
+class Adaptive:
+    """An attacker who knows the detector (beyond the paper): cull.attacks.adaptive, stage attack_adaptive."""
+
+    n: int = 1  # source test images, the attack stage's first C&W sources; each x 9 targets x each kappa
+    kappas: list[float] = field(default_factory=lambda: [0, 5, 10, 20])  # on both models (sum variant: on the sum)
+    steps: int = 200  # Adam iterations per binary-search step; about 1 min per model on 2 cores
+    search_steps: int = 5
+    lr: float = 0.05
+    initial_c: float = 1.0  # few search steps: start near the c that works, then bisect
+    kl_margin: float = 1e-3  # nats below tau the hinge aims at, so batch-order float noise stays accepted
+
+    def check(self, where):
+        _range(where, "n", self.n, 1, 10**5)
+        if not self.kappas or min(self.kappas) < 0:
+            raise ParamsError(f"{where}.kappas: expected non-negative confidences, got {self.kappas}")
+        _range(where, "steps", self.steps, 1, 10**6)
+        _range(where, "search_steps", self.search_steps, 1, 100)
+        _range(where, "lr", self.lr, 1e-8, 10.0)
+        _range(where, "initial_c", self.initial_c, 1e-12, 1e12)
+        _range(where, "kl_margin", self.kl_margin, 0.0, 100.0)
+
+
 METHODS = ("canonical", "self")
 DATASETS = ("mnist", "svhn")
 
@@ -201,6 +224,7 @@ SECTIONS = {
     "igsm": Igsm,
     "cw": Cw,
     "detect": Detect,
+    "adaptive": Adaptive,
 }
 SCALARS = ("dataset", "threshold", "method", "sweep")
 

@@ -1,4 +1,8 @@
-"""Carlini & Wagner L2 attack, targeted, with the binary search over c."""
+"""Carlini & Wagner L2 attack, targeted, with the binary search over c.
+
+`l2_search` (the binary search and per-example Adam) and the checks are shared
+with the adaptive attacks of `cull.attacks.adaptive`.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -16,6 +20,9 @@ NO_UPPER = 1e10  # the original's "no successful c yet" upper bound ...
 BOUNDED = 1e9  # ... and the level below which an upper bound counts as found
 ADAM_BETAS = (0.9, 0.999)  # Adam defaults, as in the original (TensorFlow) and torch
 ADAM_EPS = 1e-8
+
+# objective(adv (A, C, H, W), *per_example rows) -> (adversarial term (A,), goal met (A,) bool); see l2_search
+Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
 class CwResult(NamedTuple):
@@ -105,6 +112,36 @@ def cw_l2(
           example and examples can leave the batch; only input gradients are taken.
     """
     check_model(model)
+    check_targets(images, labels, targets)
+    check_search(steps=steps, search_steps=search_steps, initial_c=initial_c, lr=lr)
+    x = images.detach()
+    n, device = len(x), x.device
+    kappa = check_kappa(kappa, n, x)
+    targets = targets.to(device)
+    with torch.no_grad():
+        num_classes = model(x[:1]).shape[1]
+    check_classes(labels, num_classes)
+    check_classes(targets, num_classes, "targets")
+
+    def objective(adv, targets, kappa):  # the paper's f6, per example (A,)
+        logits = model(adv)  # (A, K)
+        margin = target_margin(logits, targets)
+        return torch.maximum(-margin, -kappa), (margin >= kappa) & (logits.argmax(1) == targets)
+
+    best, best_l2sq = l2_search(
+        objective, x, (targets, kappa), initial_c=initial_c, steps=steps, search_steps=search_steps,
+        lr=lr, abort_early=abort_early, on_search_step=on_search_step,
+    )
+    with torch.no_grad():
+        logits = model(best)
+    success = torch.isfinite(best_l2sq) & (target_margin(logits, targets) >= kappa) & (logits.argmax(1) == targets)
+    best = torch.where(success[:, None, None, None], best, x)
+    l2 = (best - x).flatten(1).norm(dim=1).masked_fill(~success, float("nan"))
+    return CwResult(best, success, l2)
+
+
+def check_targets(images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> None:
+    """images (N, C, H, W) in [0, 1]; labels and targets (N,) classes; no target equal to its label."""
     check_batch(images, labels)
     check_batch(images, targets, name="targets")
     same = (targets.to(labels.device) == labels).nonzero()
@@ -114,45 +151,17 @@ def cw_l2(
             f"targets: target equals the true label at index {i} (class {int(labels[i])}); "
             "a targeted attack needs another class"
         )
+
+
+def check_search(*, steps: int, search_steps: int, initial_c: float, lr: float) -> None:
     if steps < 1 or search_steps < 1:
         raise ValueError(f"steps and search_steps: expected >= 1, got {steps} and {search_steps}")
     if not initial_c > 0 or not lr > 0:
         raise ValueError(f"initial_c and lr: expected > 0, got {initial_c} and {lr}")
-    x = images.detach()
-    n, device = len(x), x.device
-    kappa = _kappa(kappa, n, x)
-    targets = targets.to(device)
-    with torch.no_grad():
-        num_classes = model(x[:1]).shape[1]
-    check_classes(labels, num_classes)
-    check_classes(targets, num_classes, "targets")
-
-    w0 = torch.atanh((x * 2 - 1) * BOX_SHRINK)
-    c = torch.full((n,), float(initial_c), dtype=torch.float64, device=device)
-    lower = torch.zeros_like(c)
-    upper = torch.full_like(c, NO_UPPER)
-    best = x.clone()
-    best_l2sq = torch.full((n,), float("inf"), dtype=x.dtype, device=device)
-    for step in range(1, search_steps + 1):
-        found = _descend(
-            model, w0, x, targets, kappa, c.to(x.dtype),
-            steps=steps, lr=lr, abort_early=abort_early, best=best, best_l2sq=best_l2sq,
-        )
-        upper = torch.where(found, torch.minimum(upper, c), upper)
-        lower = torch.where(found, lower, torch.maximum(lower, c))
-        c = torch.where(upper < BOUNDED, (lower + upper) / 2, c * 10)
-        if on_search_step is not None:
-            on_search_step(step, torch.isfinite(best_l2sq))
-
-    with torch.no_grad():
-        logits = model(best)
-    success = torch.isfinite(best_l2sq) & (target_margin(logits, targets) >= kappa) & (logits.argmax(1) == targets)
-    best = torch.where(success[:, None, None, None], best, x)
-    l2 = (best - x).flatten(1).norm(dim=1).masked_fill(~success, float("nan"))
-    return CwResult(best, success, l2)
 
 
-def _kappa(kappa, n: int, x: torch.Tensor) -> torch.Tensor:
+def check_kappa(kappa, n: int, x: torch.Tensor) -> torch.Tensor:
+    """A float or (N,) tensor of confidences >= 0 -> (N,) tensor of x's dtype and device."""
     kappa = torch.as_tensor(kappa, dtype=x.dtype, device=x.device)
     if kappa.ndim == 0:
         kappa = kappa.expand(n)
@@ -163,7 +172,52 @@ def _kappa(kappa, n: int, x: torch.Tensor) -> torch.Tensor:
     return kappa.contiguous()
 
 
-def _descend(model, w0, x, targets, kappa, c, *, steps, lr, abort_early, best, best_l2sq) -> torch.Tensor:
+def l2_search(
+    objective: Objective,
+    x: torch.Tensor,
+    per_example: tuple[torch.Tensor, ...],
+    *,
+    initial_c: float,
+    steps: int,
+    search_steps: int,
+    lr: float,
+    abort_early: bool,
+    on_search_step: Callable[[int, torch.Tensor], None] | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The C&W optimisation shared by the L2 attacks: a per-example binary search over c.
+
+    Minimises ``||x' - x||^2 + c * term(x')`` over w, x' = (tanh(w) + 1) / 2, with
+    per-example Adam from w = arctanh((2x - 1) * BOX_SHRINK) at each search step.
+    ``objective(adv, *per_example) -> (term, ok)`` maps the active examples'
+    images (A, C, H, W) and their rows of `per_example` (each (A, ...)) to the
+    adversarial term (A,) and a (A,) bool "this iterate meets the goal". c starts
+    at `initial_c`, is multiplied by 10 until a first success, then bisected.
+
+    Returns (best, best_l2sq): (N, C, H, W), the smallest-L2 iterate with ok
+    (the clean image where none was), and its squared L2 (N,), inf where none.
+    Callers check their goal once more on `best` in one batch.
+    """
+    n, device = len(x), x.device
+    w0 = torch.atanh((x * 2 - 1) * BOX_SHRINK)
+    c = torch.full((n,), float(initial_c), dtype=torch.float64, device=device)
+    lower = torch.zeros_like(c)
+    upper = torch.full_like(c, NO_UPPER)
+    best = x.clone()
+    best_l2sq = torch.full((n,), float("inf"), dtype=x.dtype, device=device)
+    for step in range(1, search_steps + 1):
+        found = _descend(
+            objective, w0, x, per_example, c.to(x.dtype),
+            steps=steps, lr=lr, abort_early=abort_early, best=best, best_l2sq=best_l2sq,
+        )
+        upper = torch.where(found, torch.minimum(upper, c), upper)
+        lower = torch.where(found, lower, torch.maximum(lower, c))
+        c = torch.where(upper < BOUNDED, (lower + upper) / 2, c * 10)
+        if on_search_step is not None:
+            on_search_step(step, torch.isfinite(best_l2sq))
+    return best, best_l2sq
+
+
+def _descend(objective, w0, x, per_example, c, *, steps, lr, abort_early, best, best_l2sq) -> torch.Tensor:
     """One binary-search step for all N examples: Adam from w0 with constants c (N,).
 
     Updates `best` (N, C, H, W) and `best_l2sq` (N,) in place with every smaller
@@ -179,14 +233,12 @@ def _descend(model, w0, x, targets, kappa, c, *, steps, lr, abort_early, best, b
     for it in range(steps):
         w.requires_grad_(True)
         adv = (torch.tanh(w) + 1) / 2
-        logits = model(adv)  # (A, K)
         l2sq = (adv - x).square().flatten(1).sum(1)
-        margin = target_margin(logits, targets)
-        loss = l2sq + c * torch.maximum(-margin, -kappa)  # (A,)
+        term, ok = objective(adv, *per_example)  # (A,), (A,) bool
+        loss = l2sq + c * term  # (A,)
         (grad,) = torch.autograd.grad(loss.sum(), w)
         with torch.no_grad():
-            w, adv, loss = w.detach(), adv.detach(), loss.detach()
-            ok = (margin >= kappa) & (logits.argmax(1) == targets)
+            w, adv, loss, ok = w.detach(), adv.detach(), loss.detach(), ok.detach()
             found[idx[ok]] = True
             better = ok & (l2sq < best_l2sq[idx])
             if better.any():
@@ -203,7 +255,6 @@ def _descend(model, w0, x, targets, kappa, c, *, steps, lr, abort_early, best, b
                 if not keep.all():
                     if not keep.any():
                         break
-                    idx, w, m, v, x, targets, kappa, c, prev = (
-                        a[keep] for a in (idx, w, m, v, x, targets, kappa, c, prev)
-                    )
+                    idx, w, m, v, x, c, prev = (a[keep] for a in (idx, w, m, v, x, c, prev))
+                    per_example = tuple(a[keep] for a in per_example)
     return found

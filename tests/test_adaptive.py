@@ -1,0 +1,353 @@
+"""The adaptive attacks on the detector + classifier system: tiny model pairs with known answers."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from cull import params
+from cull.attacks.adaptive import SumLogits, adaptive_l2, sum_l2, system_outcome
+from cull.attacks.cw import cw_l2
+from cull.detection import calibrate_threshold, divergence
+from cull.models import CWNet, ModelConfig, save_checkpoint
+from cull.params import ParamsError
+
+ROOT = Path(__file__).resolve().parents[1]
+SIDE, CLASSES = 12, 4
+FAST = {"steps": 200, "search_steps": 6, "lr": 0.05, "initial_c": 0.1}  # enough for 12x12 nets
+MARGIN = 2e-4  # kl_margin: tau is about 1.3e-3 here
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two shared cores: tiny models run far faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def synthetic(n, seed):
+    """Four classes, each a fixed random binary pattern at contrast 0.4, plus noise."""
+    templates = (torch.rand(CLASSES, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(CLASSES, (n,), generator=g)
+    x = (0.3 + 0.4 * templates[y] + 0.1 * torch.randn(n, 1, SIDE, SIDE, generator=g)).clamp(0, 1)
+    return x, y
+
+
+def small_cnn(seed, x, y):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 5 * 5, CLASSES))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for p in net.parameters():
+        p.grad = None
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """(unsanitized, sanitized): the same net trained from two seeds on two halves of the data."""
+    x, y = synthetic(512, seed=1)
+    return small_cnn(0, x[:256], y[:256]), small_cnn(1, x[256:], y[256:])
+
+
+@pytest.fixture(scope="module")
+def setting(pair):
+    """8 test images both models classify right, targets, and tau for 90% acceptance of 200 normals."""
+    u, s = pair
+    xv, _ = synthetic(200, seed=2)
+    with torch.no_grad():
+        tau = calibrate_threshold(divergence(u(xv), s(xv)), acceptance=0.9)
+        x, y = synthetic(40, seed=3)
+        right = (u(x).argmax(1) == y) & (s(x).argmax(1) == y)
+    x, y = x[right][:8], y[right][:8]
+    assert len(y) == 8
+    return x, y, (y + 1) % CLASSES, tau
+
+
+def scores(u, s, images):
+    with torch.no_grad():
+        z_u, z_s = u(images), s(images)
+    return divergence(z_u, z_s), z_s.argmax(1), z_u.argmax(1)
+
+
+def test_hinge_keeps_the_divergence_below_tau(pair, setting):
+    u, s = pair
+    x, y, t, tau = setting
+    oblivious = cw_l2(s, x, y, t, **FAST)
+    res = adaptive_l2(u, s, x, y, t, threshold=tau, kl_margin=MARGIN, **FAST)
+    assert res.success.float().mean() >= 0.75
+    d, san, unsan = scores(u, s, res.images)  # recomputed as the detector does, in a fresh batch
+    ok = res.success.numpy()
+    assert (d[ok] <= tau).all() and (san[res.success] == t[res.success]).all()
+    assert (unsan[res.success] == t[res.success]).all()  # the attacker's own goal
+    np.testing.assert_allclose(res.divergence.numpy(), d, rtol=1e-6, atol=1e-12)
+    assert torch.equal(res.l2.isnan(), ~res.found)
+    # the oblivious examples are rejected: without the hinge the two models disagree
+    d_obl, _, _ = scores(u, s, oblivious.images)
+    assert oblivious.success.all() and (d_obl > tau).mean() >= 0.75
+    # the price: more distortion than fooling the sanitized model alone
+    assert res.l2[res.success].mean() > oblivious.l2[res.success].mean()
+
+
+def test_higher_kappa_costs_distance_and_still_meets_the_margin(pair, setting):
+    u, s = pair
+    x, y, t, tau = setting
+    kappa = torch.tensor([0.0] * 4 + [3.0] * 4)
+    res = adaptive_l2(u, s, x, y, t, threshold=tau, kappa=kappa, kl_margin=MARGIN, **FAST)
+    assert res.success.all()
+    with torch.no_grad():
+        for model in (u, s):
+            logits = model(res.images)
+            margin = logits.gather(1, t[:, None])[:, 0] - logits.masked_fill(
+                nn.functional.one_hot(t, CLASSES).bool(), float("-inf")).amax(1)
+            assert (margin >= kappa - 1e-4).all()
+
+
+def logits(*rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_success_needs_found_accepted_and_the_target():
+    z_u = logits([0, 5], [0, 5], [5, 0], [0, 5])
+    z_s = logits([0, 5], [0, 5], [5, 0], [0, 1])
+    targets = torch.tensor([1, 1, 1, 1])
+    found = torch.tensor([True, False, True, True])
+    out = system_outcome(z_u, z_s, targets, found, threshold=0.1)
+    # all three hold | not found | accepted (KL 0) but S says 0 | S says 1 but KL 0.28 > tau: rejected
+    assert out["success"].tolist() == [True, False, False, False]
+    assert out["accepted"].tolist() == [True, True, True, False]
+    assert out["sanitized_pred"].tolist() == [1, 1, 0, 1]
+    assert out["divergence"].dtype == torch.float64
+    np.testing.assert_allclose(out["divergence"].numpy(), divergence(z_u, z_s))
+    # U's class is recorded but is not part of the rule: the system never outputs it
+    out = system_outcome(logits([5, 0]), logits([0, 5]), torch.tensor([1]), torch.tensor([True]), threshold=100.0)
+    assert out["success"].tolist() == [True] and out["unsanitized_pred"].tolist() == [0]
+
+
+def constant(bias):
+    """A 2-class model on 4x4 images that ignores its input: logits = bias."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    return model.eval()
+
+
+@pytest.mark.parametrize("u_bias, s_bias, tau, found, success", [
+    ([0, 100], [5, 0], 1e6, True, False),  # the sum says 1, S still says 0: not fooled
+    ([0, 100], [0, 1], 0.1, True, False),  # S says 1 but D = 0.31 > tau: rejected
+    ([0, 100], [0, 1], 10.0, True, True),  # S says 1 and accepted
+])
+def test_sum_variant_uses_the_same_rule(u_bias, s_bias, tau, found, success):
+    u, s = constant(u_bias), constant(s_bias)
+    x = torch.full((2, 1, 4, 4), 0.5)
+    labels, targets = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
+    res = sum_l2(u, s, x, labels, targets, threshold=tau, steps=5, search_steps=1)
+    assert res.found.tolist() == [found] * 2 and res.success.tolist() == [success] * 2
+    if not success:  # the adaptive attacker cannot do it either: S never moves, or D never falls
+        adaptive = adaptive_l2(u, s, x, labels, targets, threshold=tau, steps=5, search_steps=2)
+        assert not adaptive.found.any() and not adaptive.success.any()
+        assert torch.equal(adaptive.images, x) and adaptive.l2.isnan().all()
+
+
+def test_sum_variant_on_trained_pair(pair, setting):
+    u, s = pair
+    x, y, t, tau = setting
+    results = {}
+    for kappa in (0.0, 20.0):
+        res = results[kappa] = sum_l2(u, s, x, y, t, threshold=tau, kappa=kappa, **FAST)
+        d, san, _ = scores(u, s, res.images)
+        assert res.found.all()
+        assert torch.equal(res.success, res.found & torch.from_numpy(d <= tau) & (san == t))
+    low, high = results[0.0], results[20.0]
+    assert high.divergence.max() < low.divergence.min()  # kappa 20 saturates both models: D collapses
+    assert high.success.sum() > low.success.sum() and (high.l2 > low.l2).all()
+
+
+def test_sum_logits_adds_and_leaves_modes_alone(pair):
+    u, s = pair
+    model = SumLogits(u, s)
+    x, _ = synthetic(3, seed=5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), u(x) + s(x))
+    assert not model.training and not u.training and not s.training
+    u.train()
+    try:
+        with pytest.raises(ValueError, match="training mode"):
+            SumLogits(u, s)
+    finally:
+        u.eval()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"threshold": -1.0}, r"threshold: expected a finite divergence >= 0, got -1.0"),
+    ({"threshold": float("nan")}, r"threshold: expected a finite divergence >= 0"),
+    ({"threshold": 0.1, "divergence_kind": "kld"}, r"divergence: expected one of kl, reverse, js, got 'kld'"),
+    ({"threshold": 0.1, "kl_margin": -0.5}, r"kl_margin: expected >= 0, got -0.5"),
+    ({"threshold": 0.1, "kappa": -1.0}, r"kappa: expected values >= 0"),
+    ({"threshold": 0.1, "steps": 0}, r"steps and search_steps: expected >= 1"),
+])
+def test_adaptive_validation_errors(pair, setting, kwargs, match):
+    u, s = pair
+    x, y, t, _ = setting
+    with pytest.raises(ValueError, match=match):
+        adaptive_l2(u, s, x, y, t, **kwargs)
+
+
+def test_models_must_agree_on_classes(pair, setting):
+    u, _ = pair
+    x, y, t, _ = setting
+    three = nn.Sequential(nn.Flatten(), nn.Linear(SIDE * SIDE, 3)).eval()
+    with pytest.raises(ValueError, match="unsanitized model has 4 classes, the sanitized 3"):
+        adaptive_l2(u, three, x, y, t % 3, threshold=0.1)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("adaptive: {kappas: [0, -5]}\n", r"adaptive.kappas: expected non-negative confidences"),
+    ("adaptive: {kappas: []}\n", r"adaptive.kappas: expected non-negative confidences, got \[\]"),
+    ("adaptive: {kl_margin: -0.1}\n", r"adaptive.kl_margin: expected a value in \[0.0, 100.0\], got -0.1"),
+    ("adaptive: {n: 0}\n", r"adaptive.n: expected a value in \[1, 100000\], got 0"),
+    ("adaptive: {steps: 1.5}\n", r"adaptive.steps: expected int, got 1.5"),
+    ("adaptive: {search_steps: 0}\n", r"adaptive.search_steps: expected a value in \[1, 100\]"),
+    ("adaptive: {margin: 0.1}\n", r"adaptive.margin: unknown key \(valid keys: n, kappas"),
+])
+def test_params_validation(tmp_path, text, match):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ParamsError, match=match):
+        params.load(path, "adaptive")
+
+
+def test_default_params_sweep_kappa_past_five():
+    adaptive = params.load(ROOT / "params.yaml", "adaptive")["adaptive"]
+    assert max(adaptive.kappas) > 5 and adaptive.n >= 1
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def stage_inputs(tmp_path):
+    """Two untrained CWNets (they disagree), 12 test images labelled as the sanitized net sees them,
+    a detect JSON and an attacks archive with C&W rows for every test image."""
+    nets = []
+    for seed, name in ((0, "unsanitized"), (1, "sanitized")):
+        torch.manual_seed(seed)
+        nets.append(CWNet(ModelConfig()).eval())
+        save_checkpoint(tmp_path / f"models/{name}.pt", nets[-1], meta={})
+    rng = np.random.default_rng(0)
+    test_x = (rng.random((12, 1, 28, 28)) * 255).astype(np.uint8)
+    with torch.no_grad():
+        test_y = nets[1](torch.from_numpy(test_x).float() / 255).argmax(1).numpy()
+    np.savez(tmp_path / "dataset.npz", test_x=test_x, test_y=test_y)
+    (tmp_path / "detect.json").write_text(json.dumps({"divergence": "kl", "threshold": 1e-4, "normal": {}}))
+    index = np.repeat(np.arange(12), 9)
+    target = np.array([t for y in test_y for t in range(10) if t != y])
+    success = rng.random(len(index)) < 0.7
+    np.savez(tmp_path / "attacks.npz", cw_index=index, cw_source=test_y[index], cw_target=target,
+             cw_kappa=np.zeros(len(index)), cw_adv=rng.random((len(index), 1, 28, 28), dtype=np.float32),
+             cw_success=success, cw_l2=np.where(success, 1.0, np.nan))
+    (tmp_path / "params.yaml").write_text(
+        "base: {seed: 0, device: cpu}\n"
+        "adaptive: {n: 1, kappas: [0, 20], steps: 6, search_steps: 2, lr: 0.05, initial_c: 0.1, kl_margin: 0.001}\n"
+    )
+
+
+def run_stage(tmp_path, *extra, detect="detect.json"):
+    args = ["--params", "params.yaml", "--data", "dataset.npz", "--unsanitized", "models/unsanitized.pt",
+            "--sanitized", "models/sanitized.pt", "--detect", detect, "--out", "out/adaptive.npz",
+            "--metrics", "m/adaptive.json", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "stages/attack_adaptive.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_stage_end_to_end(tmp_path):
+    stage_inputs(tmp_path)
+    run = run_stage(tmp_path, "--attacks", "attacks.npz")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("\n") == 1 and run.stdout.startswith("attack_adaptive models/sanitized.pt: kl tau=")
+    m = json.loads((tmp_path / "m/adaptive.json").read_text())
+    assert m["threshold"] == 1e-4 and m["divergence"] == "kl" and m["n_sources"] == 1
+    assert m["n_oblivious_sources"] == 1
+    keys = {"n", "success_rate", "mean_l2", "accepted_rate", "system_acc", "found_rate", "found_mean_l2",
+            "unsanitized_hit_rate"}
+    for variant in ("adaptive", "sum"):
+        assert set(m[variant]) == {"0", "20"}
+        for row in m[variant].values():
+            assert set(row) == keys and row["n"] == 9
+            assert row["system_acc"] == pytest.approx(1 - row["success_rate"])
+    assert set(m["oblivious"]) == {"0"} and m["oblivious"]["0"]["n"] == 9
+    out = np.load(tmp_path / "out/adaptive.npz")
+    assert out["adaptive_adv"].shape == (18, 1, 28, 28) and out["adaptive_adv"].dtype == np.float32
+    assert np.array_equal(np.isnan(out["sum_l2"]), ~out["sum_found"])
+    rule = out["sum_found"] & out["sum_accepted"] & (out["sum_pred"] == out["target"])
+    assert np.array_equal(out["sum_success"], rule)
+    sources = np.unique(out["index"])
+    assert len(sources) == 1 and np.array_equal(np.unique(out["oblivious_index"]), sources)
+    for key in ("source", "kappa", "adaptive_divergence", "oblivious_success", "oblivious_divergence"):
+        assert key in out.files
+    # without --attacks the oblivious rows are simply absent
+    run = run_stage(tmp_path)
+    assert run.returncode == 0, run.stderr
+    m = json.loads((tmp_path / "m/adaptive.json").read_text())
+    assert m["oblivious"] is None and m["n_oblivious_sources"] == 0
+
+
+def test_stage_rejects_a_bad_detect_file(tmp_path):
+    stage_inputs(tmp_path)
+    (tmp_path / "bad.json").write_text(json.dumps({"divergence": "kl", "threshold": None}))
+    run = run_stage(tmp_path, detect="bad.json")
+    assert run.returncode == 1
+    assert re.fullmatch(r"error: bad.json: threshold: expected a finite number >= 0, got None\n", run.stderr)
+
+
+# ---------------------------------------------------------------- the report section
+
+
+def _row(success, l2, found_l2=None):
+    return {"n": 9, "success_rate": success, "mean_l2": l2 if success else None, "accepted_rate": 1.0,
+            "system_acc": 1 - success, "found_rate": 1.0, "found_mean_l2": found_l2 or l2,
+            "unsanitized_hit_rate": 1.0}
+
+
+def test_report_section_says_plainly_when_the_defence_breaks(tmp_path):
+    from cull import report
+
+    (tmp_path / "params.yaml").write_text(
+        "method: canonical\nthreshold: 0.9999\n"
+        "sweep: [{method: self, threshold: 0.9999999}, {method: self, threshold: 0.99}]\n"
+    )
+    p = params.load(tmp_path / "params.yaml", *report.PARAM_KEYS)
+    metrics = tmp_path / "metrics"
+    broken = {"divergence": "kl", "threshold": 0.0068, "n_sources": 1, "steps": 200, "search_steps": 5,
+              "adaptive": {"0": _row(0.9, 2.4), "20": _row(0.5, 3.0)},
+              "sum": {"0": _row(0.0, None), "20": _row(0.4, 2.9)},
+              "oblivious": {"0": _row(0.05, 1.6, found_l2=1.5)}}
+    holds = {**broken, "adaptive": {"0": _row(0.1, 2.0)}, "sum": {"0": _row(0.2, 2.2)}, "oblivious": None}
+    (metrics / "adaptive").mkdir(parents=True)
+    (metrics / "adaptive/sanitized.json").write_text(json.dumps(broken))
+    (metrics / "sweep/self-0.9999999").mkdir(parents=True)
+    (metrics / "sweep/self-0.9999999/adaptive.json").write_text(json.dumps(holds))
+    text = report._adaptive(report.gather(metrics, tmp_path, p))
+    assert text.startswith("## 12. Adaptive attacker (beyond the paper)")
+    row = "| canonical ≥ 0.9999 | 0 | 0.0068 | 95.00 / 5.00 / 1.600 | 10.00 / 90.00 / 2.400 | 100.00 / 0.00 / — |"
+    assert row in text
+    assert "**The defence breaks on the canonical ≥ 0.9999 model.**" in text
+    assert "90.00% of its attempts at κ = 0" in text and "extra distortion: +0.900 (1.60×)" in text
+    assert "The defence holds on the self ≥ 0.9999999 model" in text
+    assert "C&W on summed logits is the stronger here: success 20.00% against 10.00%" in text
+    assert f"{report.ADAPTIVE_NOT_RUN} {metrics / 'sweep/self-0.99/adaptive.json'} is missing._" in text
+    assert "Not run" not in text  # the paper's sections keep their own wording and count
