@@ -1,0 +1,45 @@
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from cull.cli import app
+from cull.models import ModelConfig, build_model, save_checkpoint
+
+runner = CliRunner()
+
+
+def test_params_command(tmp_path):
+    assert runner.invoke(app, ["params", "params.yaml"]).exit_code == 0
+    bad = tmp_path / "p.yaml"
+    bad.write_text("threshold: 1.5\n")
+    result = runner.invoke(app, ["params", str(bad)])
+    assert result.exit_code == 1
+    assert "threshold: expected a threshold in [0, 1), got 1.5" in result.output
+
+
+def test_check_good_and_corrupt_images(tmp_path):
+    for name, seed in (("u.pt", 0), ("s.pt", 1)):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / name, build_model(ModelConfig()), meta={})
+    (tmp_path / "detect.json").write_text(json.dumps({"threshold": 0.5, "divergence": "kl"}))
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    result = runner.invoke(app, [
+        "check", str(tmp_path / "good.png"), str(tmp_path / "bad.png"),
+        "--unsanitized", str(tmp_path / "u.pt"), "--sanitized", str(tmp_path / "s.pt"),
+        "--detect-metrics", str(tmp_path / "detect.json"), "--device", "cpu",
+    ])
+    assert result.exit_code == 1  # one image failed
+    lines = result.output.splitlines()
+    assert any(line.startswith(str(tmp_path / "good.png")) and ("ACCEPT" in line or "REJECT" in line)
+               for line in lines)
+    assert any(line.startswith(str(tmp_path / "bad.png")) and "error" in line for line in lines)
+    assert lines[-1].startswith("1 checked, 1 failed")
+
+
+def test_check_missing_threshold_file(tmp_path):
+    result = runner.invoke(app, ["check", "x.png", "--detect-metrics", str(tmp_path / "absent.json")])
+    assert result.exit_code == 1 and "absent.json: file not found" in result.output
