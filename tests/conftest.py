@@ -16,3 +16,24 @@ def blobs():
     for i, k in enumerate(y):
         x[i, 0, 2 + 2 * k : 4 + 2 * k, 4:24] = 255
     return x, y.astype(np.int64)
+
+
+SIDE, CLASSES = 12, 4  # the tiny attack tests' images and classes
+
+
+def synthetic(n, seed):
+    """Four classes, each a fixed random binary pattern at contrast 0.4, plus noise: (n, 1, 12, 12), (n,)."""
+    templates = (torch.rand(CLASSES, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(CLASSES, (n,), generator=g)
+    x = (0.3 + 0.4 * templates[y] + 0.1 * torch.randn(n, 1, SIDE, SIDE, generator=g)).clamp(0, 1)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two shared cores: tiny models run far faster on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import CLASSES, SIDE, synthetic
 
 from cull import params
 from cull.attacks.adaptive import SumLogits, adaptive_l2, sum_l2, system_outcome
@@ -19,27 +20,11 @@ from cull.models import CWNet, ModelConfig, save_checkpoint
 from cull.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDE, CLASSES = 12, 4
 FAST = {"steps": 200, "search_steps": 6, "lr": 0.05, "initial_c": 0.1}  # enough for 12x12 nets
 MARGIN = 2e-4  # kl_margin: tau is about 1.3e-3 here
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two shared cores: tiny models run far faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def synthetic(n, seed):
-    """Four classes, each a fixed random binary pattern at contrast 0.4, plus noise."""
-    templates = (torch.rand(CLASSES, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0)) < 0.5).float()
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(CLASSES, (n,), generator=g)
-    x = (0.3 + 0.4 * templates[y] + 0.1 * torch.randn(n, 1, SIDE, SIDE, generator=g)).clamp(0, 1)
-    return x, y
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_cnn(seed, x, y):

@@ -10,31 +10,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import CLASSES, SIDE, synthetic
 
 from cull.attacks import cw_l2, igsm, target_margin
 from cull.attacks.run import choose, cw_rows, tally
 from cull.models import CWNet, ModelConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-SIDE, CLASSES = 12, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI box has 2 shared cores; tiny models run far faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def synthetic(n, seed):
-    """Four classes, each a fixed random binary pattern at contrast 0.4, plus noise."""
-    templates = (torch.rand(CLASSES, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0)) < 0.5).float()
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(CLASSES, (n,), generator=g)
-    x = (0.3 + 0.4 * templates[y] + 0.1 * torch.randn(n, 1, SIDE, SIDE, generator=g)).clamp(0, 1)
-    return x, y
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
