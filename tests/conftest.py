@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
 # Two CPU cores in CI: keep each test process to one intra-op thread pool of that size.
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -37,3 +38,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def small_cnn(seed, x, y):
+    """A tiny conv net for 12x12 inputs, fitted to (x, y) with full-batch Adam; eval mode, no grads."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 5 * 5, CLASSES))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for p in net.parameters():
+        p.grad = None
+    return net.eval()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import CLASSES, SIDE, synthetic
+from conftest import CLASSES, SIDE, small_cnn, synthetic
 
 from cull import params
 from cull.attacks.adaptive import SumLogits, adaptive_l2, sum_l2, system_outcome
@@ -25,20 +25,6 @@ MARGIN = 2e-4  # kl_margin: tau is about 1.3e-3 here
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def small_cnn(seed, x, y):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 5 * 5, CLASSES))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(100):
-        loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    for p in net.parameters():
-        p.grad = None
-    return net.eval()
 
 
 @pytest.fixture(scope="module")

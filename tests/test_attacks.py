@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import CLASSES, SIDE, synthetic
+from conftest import CLASSES, SIDE, small_cnn, synthetic
 
 from cull.attacks import cw_l2, igsm, target_margin
 from cull.attacks.run import choose, cw_rows, tally
@@ -24,18 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def cnn():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 5 * 5, CLASSES))
-    x, y = synthetic(512, seed=1)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(100):
-        loss = nn.functional.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    for p in net.parameters():
-        p.grad = None
-    return net.eval()
+    return small_cnn(0, *synthetic(512, seed=1))
 
 
 @pytest.fixture(scope="module")

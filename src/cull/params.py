@@ -99,8 +99,8 @@ class Train:
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
     batch_size: int = 128
-    epochs: int = 3
-    canonical_epochs: int = 2
+    epochs: int = 6
+    canonical_epochs: int = 3
 
     def check(self, where):
         _choice(where, "arch", self.arch, ("auto", "cw_mnist", "cw_svhn"))
@@ -159,7 +159,7 @@ class Igsm:
 
 @dataclass(frozen=True)
 class Cw:
-    n: int = 2  # source test images; each is attacked towards all 9 other classes
+    n: int = 1  # source test images; each is attacked towards all 9 other classes
     kappas: list[float] = field(default_factory=lambda: [0, 0.1, 0.5, 1, 3, 5])
     steps: int = 1000  # Adam iterations per binary-search step
     search_steps: int = 9
@@ -167,13 +167,7 @@ class Cw:
     initial_c: float = 1e-3
 
     def check(self, where):
-        _range(where, "n", self.n, 1, 10**5)
-        if not self.kappas or min(self.kappas) < 0:
-            raise ParamsError(f"{where}.kappas: expected non-negative confidences, got {self.kappas}")
-        _range(where, "steps", self.steps, 1, 10**6)
-        _range(where, "search_steps", self.search_steps, 1, 100)
-        _range(where, "lr", self.lr, 1e-8, 10.0)
-        _range(where, "initial_c", self.initial_c, 1e-12, 1e12)
+        _check_search(where, self)
 
 
 @dataclass(frozen=True)
@@ -199,13 +193,7 @@ class Adaptive:
     kl_margin: float = 1e-3  # nats below tau the hinge aims at, so batch-order float noise stays accepted
 
     def check(self, where):
-        _range(where, "n", self.n, 1, 10**5)
-        if not self.kappas or min(self.kappas) < 0:
-            raise ParamsError(f"{where}.kappas: expected non-negative confidences, got {self.kappas}")
-        _range(where, "steps", self.steps, 1, 10**6)
-        _range(where, "search_steps", self.search_steps, 1, 100)
-        _range(where, "lr", self.lr, 1e-8, 10.0)
-        _range(where, "initial_c", self.initial_c, 1e-12, 1e12)
+        _check_search(where, self)
         _range(where, "kl_margin", self.kl_margin, 0.0, 100.0)
 
 
@@ -236,6 +224,17 @@ def check_threshold(value, name: str) -> float:
     if not 0.0 <= value < 1.0:
         raise ParamsError(f"{name}: expected a threshold in [0, 1), got {value}")
     return float(value)
+
+
+def _check_search(where, section):
+    """The settings that Cw and Adaptive share: sources, confidences and the C&W search."""
+    _range(where, "n", section.n, 1, 10**5)
+    if not section.kappas or min(section.kappas) < 0:
+        raise ParamsError(f"{where}.kappas: expected non-negative confidences, got {section.kappas}")
+    _range(where, "steps", section.steps, 1, 10**6)
+    _range(where, "search_steps", section.search_steps, 1, 100)
+    _range(where, "lr", section.lr, 1e-8, 10.0)
+    _range(where, "initial_c", section.initial_c, 1e-12, 1e12)
 
 
 def _range(where, key, value, low, high):
