@@ -296,6 +296,7 @@ def _row(success, l2, found_l2=None):
 
 def test_report_section_says_plainly_when_the_defence_breaks(tmp_path):
     from cull import report
+    from cull.report.adaptive import ADAPTIVE_NOT_RUN, _adaptive
 
     (tmp_path / "params.yaml").write_text(
         "method: canonical\nthreshold: 0.9999\n"
@@ -312,7 +313,7 @@ def test_report_section_says_plainly_when_the_defence_breaks(tmp_path):
     (metrics / "adaptive/sanitized.json").write_text(json.dumps(broken))
     (metrics / "sweep/self-0.9999999").mkdir(parents=True)
     (metrics / "sweep/self-0.9999999/adaptive.json").write_text(json.dumps(holds))
-    text = report._adaptive(report.gather(metrics, tmp_path, p))
+    text = _adaptive(report.gather(metrics, tmp_path, p))
     assert text.startswith("## 12. Adaptive attacker (beyond the paper)")
     row = "| canonical ≥ 0.9999 | 0 | 0.0068 | 95.00 / 5.00 / 1.600 | 10.00 / 90.00 / 2.400 | 100.00 / 0.00 / — |"
     assert row in text
@@ -320,5 +321,5 @@ def test_report_section_says_plainly_when_the_defence_breaks(tmp_path):
     assert "90.00% of its attempts at κ = 0" in text and "extra distortion: +0.900 (1.60×)" in text
     assert "The defence holds on the self ≥ 0.9999999 model" in text
     assert "C&W on summed logits is the stronger here: success 20.00% against 10.00%" in text
-    assert f"{report.ADAPTIVE_NOT_RUN} {metrics / 'sweep/self-0.99/adaptive.json'} is missing._" in text
+    assert f"{ADAPTIVE_NOT_RUN} {metrics / 'sweep/self-0.99/adaptive.json'} is missing._" in text
     assert "Not run" not in text  # the paper's sections keep their own wording and count

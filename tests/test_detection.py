@@ -10,13 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
+from cull.check import check_images
 from cull.detection import (
     DIVERGENCES,
     accept_mask,
     all_divergences,
     calibrate_threshold,
     cdf_rows,
-    check_images,
     detection_metrics,
     divergence,
     empirical_cdf,

@@ -100,7 +100,7 @@ def check(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """Classify images with the sanitized model and ACCEPT or REJECT them by the KL detector."""
-    from cull.detection import check_images
+    from cull.check import check_images
     from cull.runtime import pick_device
 
     try:

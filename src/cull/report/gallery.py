@@ -1,0 +1,69 @@
+"""Sections that show pictures: 4. class composition (Fig. 11), 8. training curves,
+9. example adversarial images, 10. the font preview."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cull.artifacts import atomic_path, load_npz
+from cull.plots import figures
+from cull.report.inputs import METHODS, Inputs
+from cull.report.markdown import _figure, _missing, _not_run
+
+
+def _composition(inp: Inputs, figdir: Path) -> str:
+    out = ["## 4. Class composition (Fig. 11)"]
+    if inp.tables is None:
+        return "\n\n".join(out + [_missing(inp.metrics / "tables.json")])
+    fig = figures.composition({m: inp.tables.get(m) for m in METHODS})
+    caption = "Share of each digit among the kept training images, per threshold (paper Fig. 11)."
+    out.append(_figure(figdir, "class_composition.png", fig, caption))
+    return "\n\n".join(out)
+
+
+def _curves(inp: Inputs, figdir: Path) -> str:
+    curves = {"canonical (fonts)": inp.canonical_curve, "unsanitized": inp.unsanitized.curve}
+    curves |= {m.label: m.curve for m in inp.sanitized}
+    out = ["## 8. Training curves"]
+    if not any(curves.values()):
+        return "\n\n".join(out + [_not_run("no training curve under metrics/curves or metrics/sweep")])
+    out.append(_figure(figdir, "training_curves.png", figures.training_curves(curves),
+                       "Loss and accuracy per epoch of every trained model."))
+    missing = [name for name, rows in curves.items() if rows is None]
+    if missing:
+        out.append(_not_run("no curve for " + ", ".join(missing)))
+    return "\n\n".join(out)
+
+
+def _grid(inp: Inputs, figdir: Path) -> str:
+    out = ["## 9. Example adversarial images"]
+    if not inp.attacks_npz.is_file():
+        return "\n\n".join(out + [_missing(inp.attacks_npz)])
+    attacks = load_npz(inp.attacks_npz, ("cw_adv", "cw_source", "cw_target", "cw_kappa", "cw_success"))
+    kind = inp.params["detect"].divergence
+    divergence, note = None, f"{inp.detect_npz} is missing, so no divergence is shown"
+    if inp.detect_npz.is_file():
+        scores = load_npz(inp.detect_npz)
+        key, aligned = f"cw_{kind}", True
+        if "cw_kappa" in scores:
+            aligned = np.array_equal(np.asarray(scores["cw_kappa"], float), np.asarray(attacks["cw_kappa"], float))
+        if key in scores and len(scores[key]) == len(attacks["cw_adv"]) and aligned:
+            divergence, note = scores[key], f"`div` is the {kind} divergence the detector scores"
+        else:
+            note = f"{inp.detect_npz} has no {key} array matching the attack rows (has {sorted(scores)[:12]})"
+    cells, cols = figures.grid_cells(attacks, divergence)
+    fig = figures.image_grid(cells, col_titles=cols, title=f"C&W examples on the {inp.sanitized[0].label} model")
+    out.append(_figure(figdir, "adversarial_grid.png", fig,
+                       f"Targeted C&W examples on the headline sanitized model, source→target per cell; {note}."))
+    return "\n\n".join(out)
+
+
+def _fonts(inp: Inputs, figdir: Path) -> str:
+    out = ["## 10. Canonical examples (fonts)"]
+    if not inp.fonts_preview.is_file():
+        return "\n\n".join(out + [_missing(inp.fonts_preview)])
+    with atomic_path(figdir / "fonts_preview.png") as tmp:
+        tmp.write_bytes(inp.fonts_preview.read_bytes())
+    return "\n\n".join(out + ["![font preview](figures/fonts_preview.png)\n\n"
+                              "_Rendered font digits the canonical model is trained on (paper §3.2)._"])
