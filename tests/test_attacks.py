@@ -13,6 +13,7 @@ import torch.nn as nn
 from conftest import CLASSES, SIDE, small_cnn, synthetic
 
 from cull.attacks import cw_l2, igsm, target_margin
+from cull.attacks.cw import l2_search
 from cull.attacks.run import choose, cw_rows, tally
 from cull.models import CWNet, ModelConfig, save_checkpoint
 
@@ -176,6 +177,63 @@ def test_cw_flags_examples_it_cannot_fool():
     assert torch.equal(res.images, x)
 
 
+def test_cw_bfloat16_search_judges_success_in_float32(cnn, test_set):
+    x, y = test_set[0][:8], test_set[1][:8]
+    targets = (y + 1) % CLASSES
+    full = cw_l2(cnn, x, y, targets, steps=200, search_steps=6)
+    half = cw_l2(cnn, x, y, targets, steps=200, search_steps=6, precision="bfloat16")
+    assert full.success.all() and half.success.all()
+    logits = cnn(half.images)  # float32
+    assert torch.equal(logits.argmax(1), targets) and torch.all(target_margin(logits, targets) >= 0)
+    assert abs(half.l2.mean() / full.l2.mean() - 1) < 0.05
+
+
+def test_search_keeps_only_confirmed_iterates(cnn, test_set):
+    # The objective says every iterate meets the goal; the float32 check says none does.
+    x, y = test_set[0][:3], test_set[1][:3]
+    targets = (y + 1) % CLASSES
+
+    def objective(adv, targets):
+        return -target_margin(cnn(adv), targets), torch.ones(len(adv), dtype=torch.bool)
+
+    def never(adv, targets):
+        return torch.zeros(len(adv), dtype=torch.bool)
+
+    kwargs = {"initial_c": 1.0, "steps": 20, "search_steps": 2, "lr": 0.01, "abort_early": True,
+              "on_search_step": None}
+    best, best_l2sq = l2_search(objective, x, (targets,), **kwargs)
+    assert torch.isfinite(best_l2sq).all()  # unconfirmed: the hint is taken at its word
+    best, best_l2sq = l2_search(objective, x, (targets,), confirm=never, **kwargs)
+    assert torch.isinf(best_l2sq).all() and torch.equal(best, x)
+
+
+class CountingModel(nn.Module):
+    """Wraps a model and counts the rows it is asked to classify (eval mode, no params of its own)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.rows, self.training = model, 0, False
+
+    def forward(self, x):
+        self.rows += len(x)
+        return self.model(x)
+
+
+def test_cw_search_tolerance_skips_settled_search_steps(cnn, test_set):
+    x, y = test_set[0][:6], test_set[1][:6]
+    targets = (y + 1) % CLASSES
+    work, l2 = {}, {}
+    for tolerance in (0.0, 0.3, 0.95):
+        counting = CountingModel(cnn)
+        res = cw_l2(counting, x, y, targets, steps=100, search_steps=10, search_tolerance=tolerance)
+        assert res.success.all()
+        work[tolerance], l2[tolerance] = counting.rows, res.l2
+    assert work[0.95] < work[0.3] < work[0.0]
+    # Examples stop once the bracket on c is tight, so they lose little; at 0.95 they stop at the first success.
+    assert torch.all(l2[0.3] <= 1.1 * l2[0.0]) and l2[0.3].mean() <= 1.03 * l2[0.0].mean()
+    assert l2[0.95].mean() > l2[0.3].mean()
+
+
 def test_cw_is_deterministic():
     model, x, _, _ = two_class_linear(seed=1)
     runs = [cw_l2(model, x, torch.tensor([0]), torch.tensor([1]), steps=200, search_steps=5) for _ in range(2)]
@@ -205,6 +263,12 @@ def _bad_calls(model, x, y):
         ),
         "cw kappa negative": (lambda: cw_l2(model, x, y, t, kappa=-1.0), "kappa: expected values >= 0"),
         "cw steps": (lambda: cw_l2(model, x, y, t, steps=0), "steps and search_steps: expected >= 1"),
+        "cw tolerance": (
+            lambda: cw_l2(model, x, y, t, search_tolerance=1.0), r"search_tolerance: expected a value in \[0, 1\)"
+        ),
+        "cw precision": (
+            lambda: cw_l2(model, x, y, t, precision="float16"), "precision: expected one of float32, bfloat16"
+        ),
     }
 
 

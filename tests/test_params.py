@@ -27,6 +27,8 @@ def test_defaults_file_loads():
     ("train: {epochs: two}\n", r"train.epochs: expected int, got 'two'"),
     ("train: {lr: -1}\n", r"train.lr: expected a value in"),
     ("cw: {kappas: [0, -1]}\n", r"cw.kappas: expected non-negative"),
+    ("cw: {search_tolerance: 1.5}\n", r"cw.search_tolerance: expected a value in \[0.0, 0.99\], got 1.5"),
+    ("cw: {precision: float16}\n", r"cw.precision: expected one of float32, bfloat16, got .float16."),
     ("sweep: [{method: self}]\n", r"sweep\[0\].threshold: missing key"),
     ("train: [1, 2]\n", r"train: expected a mapping"),
     ("threshold: [\n", r"not valid YAML"),

@@ -286,3 +286,12 @@ def test_dvc_plots_show_is_offline(tmp_path):
     assert template.external_references(html) == []
     assert html.count("vegaEmbed('#") == len(plots)
     assert template.BUNDLES[0][1] in html
+
+
+def test_differences_name_the_fast_cw_settings():
+    from cull.params import Cw
+    from cull.report.gaps import _cw_settings
+
+    fast = _cw_settings(Cw(precision="bfloat16", search_tolerance=0.3))
+    assert "bfloat16" in fast and "within 30%" in fast and "cw.search_tolerance=0" in fast
+    assert _cw_settings(Cw(precision="float32", search_tolerance=0.0)).startswith("C&W runs the original algorithm")

@@ -165,9 +165,13 @@ class Cw:
     search_steps: int = 9
     lr: float = 0.01
     initial_c: float = 1e-3
+    precision: str = "bfloat16"  # of the search's forward/backward; success is always judged in float32
+    search_tolerance: float = 0.3  # an example's search stops once c is bracketed this tightly; 0: every step
 
     def check(self, where):
         _check_search(where, self)
+        _choice(where, "precision", self.precision, ("float32", "bfloat16"))
+        _range(where, "search_tolerance", self.search_tolerance, 0.0, 0.99)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from cull.attacks._checks import check_model
 from cull.attacks.adaptive import ATTACKS, system_outcome
-from cull.attacks.run import CW_BATCH, CW_STREAM, choose, cw_rows
+from cull.attacks.run import CW_BATCH, CW_STREAM, channels_last, choose, cw_rows
 from cull.detection import DIVERGENCES, kappa_key, system_accuracy
 from cull.models import to_float
 from cull.params import Adaptive
@@ -172,6 +172,7 @@ def attack_system(unsanitized, sanitized, test_x: np.ndarray, test_y: np.ndarray
             f"got {test_x.shape} {test_x.dtype} and {test_y.shape}"
         )
     kind, tau = detector
+    unsanitized, sanitized = channels_last(unsanitized), channels_last(sanitized)
     index, num_classes = sources(sanitized, test_x, test_y, n=adaptive.n, seed=seed, device=device)
     rows = cw_rows(index, test_y[index], adaptive.kappas, num_classes)
     arrays = {key.removeprefix("cw_"): value for key, value in rows.items()}
