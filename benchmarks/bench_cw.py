@@ -94,7 +94,8 @@ def main():
     print(f"on the {len(loop_rows)} rows the loop ran: success {exact_ok[loop_rows].mean():.2f} vs "
           f"{loop_success.mean():.2f}, mean L2 {np.nanmean(exact_l2[loop_rows]):.4f} vs {np.nanmean(loop_l2):.4f} "
           "(batched float32 vs loop)")
-    per_135 = ", ".join(f"{name.removeprefix('batched ')} {seconds / m * 135:.0f} s" for name, (seconds, _, _) in runs.items())
+    per_135 = ", ".join(f"{name.removeprefix('batched ')} {seconds / m * 135:.0f} s"
+                        for name, (seconds, _, _) in runs.items())
     print(f"paper-set target: <= 140 s for 135 rows; this run per 135 rows: {per_135}")
 
 

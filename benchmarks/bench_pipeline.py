@@ -43,7 +43,7 @@ def stage_order(repo: Path) -> list[str]:
 
     with Repo(str(repo)) as dvc_repo:
         graph = dvc_repo.index.graph
-        return [stage.addressing for stage in reversed(list(nx.topological_sort(graph)))
+        return [stage.name for stage in reversed(list(nx.topological_sort(graph)))
                 if stage.cmd]
 
 

@@ -102,7 +102,8 @@ def main():
             torch.set_num_threads(options.pop("threads", threads))
             rates = [bare_loop(xt, yt, seed=r, **options) for r in range(args.repeats)]
             torch.set_num_threads(threads)
-            print(f"variant {name:26s} {max(rates):8.0f} images/s   ratio to the bare loop {max(rates) / best_bare:.2f}")
+            best = max(rates)
+            print(f"variant {name:26s} {best:8.0f} images/s   ratio to the bare loop {best / best_bare:.2f}")
 
 
 if __name__ == "__main__":

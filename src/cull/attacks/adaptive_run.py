@@ -31,11 +31,10 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from cull.attacks._checks import check_model
 from cull.attacks.adaptive import ATTACKS, system_outcome
-from cull.attacks.run import CW_BATCH, CW_STREAM, channels_last, choose, cw_rows
+from cull.attacks.run import CW_BATCH, CW_STREAM, SearchProgress, channels_last, choose, cw_rows
 from cull.detection import DIVERGENCES, kappa_key, system_accuracy
 from cull.models import to_float
 from cull.params import Adaptive
@@ -73,13 +72,7 @@ def run_variant(name: str, unsanitized, sanitized, images: np.ndarray, rows: dic
     attack, extra = ATTACKS[name], ({"kl_margin": adaptive.kl_margin} if name == "adaptive" else {})
     m = len(rows["cw_index"])
     parts: dict[str, list] = {key: [] for key in ("adv", *OUTCOME_KEYS)}
-    done = found = 0
-    bar = tqdm(total=-(-m // batch) * adaptive.search_steps, desc=name, unit="search step", mininterval=1.0)
-
-    def show(step, now):  # now: (batch,) bool, found so far in this batch
-        bar.update(1)
-        bar.set_postfix(found=f"{(found + int(now.sum())) / (done + len(now)):.3f}")
-
+    progress = SearchProgress(m, batch, adaptive.search_steps, desc=name, goal="found")
     for start in range(0, m, batch):
         part = slice(start, start + batch)
         x = to_float(torch.as_tensor(images[rows["cw_index"][part]]).to(device))
@@ -89,14 +82,14 @@ def run_variant(name: str, unsanitized, sanitized, images: np.ndarray, rows: dic
             threshold=threshold, divergence_kind=kind,
             kappa=torch.as_tensor(rows["cw_kappa"][part], dtype=x.dtype).to(device),
             initial_c=adaptive.initial_c, steps=adaptive.steps, search_steps=adaptive.search_steps, lr=adaptive.lr,
-            on_search_step=show, **extra,
+            on_search_step=progress.step, **extra,
         )
         for key, value in (("adv", res.images.float()), ("found", res.found), ("success", res.success),
                            ("l2", res.l2.double()), ("divergence", res.divergence), ("accepted", res.accepted),
                            ("pred", res.sanitized_pred), ("unsanitized_pred", res.unsanitized_pred)):
             parts[key].append(value.cpu().numpy())
-        done, found = done + len(x), found + int(res.found.sum())
-    bar.close()
+        progress.batch_done(len(x), int(res.found.sum()))
+    progress.close()
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 

@@ -94,6 +94,28 @@ def cw_rows(index: np.ndarray, labels: np.ndarray, kappas: list[float], num_clas
             "cw_target": t.astype(np.int64), "cw_kappa": k.astype(np.float64)}
 
 
+class SearchProgress:
+    """A tqdm bar over the search steps of M rows attacked in batches, with the running rate of a goal.
+
+    Pass `step` as the attack's on_search_step(step, hits) and call `batch_done`
+    after each batch; the postfix shows the share of rows that met the goal so far.
+    """
+
+    def __init__(self, m: int, batch: int, search_steps: int, *, desc: str, goal: str):
+        self.bar = tqdm(total=-(-m // batch) * search_steps, desc=desc, unit="search step", mininterval=1.0)
+        self.goal, self.done, self.hits = goal, 0, 0  # rows finished, and those that met the goal, in earlier batches
+
+    def step(self, step: int, hits: torch.Tensor) -> None:  # hits: (batch,) bool, goal met so far in this batch
+        self.bar.update(1)
+        self.bar.set_postfix({self.goal: f"{(self.hits + int(hits.sum())) / (self.done + len(hits)):.3f}"})
+
+    def batch_done(self, rows: int, hits: int) -> None:
+        self.done, self.hits = self.done + rows, self.hits + hits
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run_cw(model, images: np.ndarray, rows: dict, *, cw: Cw, device, batch: int = CW_BATCH) -> dict:
     """C&W L2 on `rows` (from `cw_rows`); `images` (N, C, H, W) uint8 is indexed by rows["cw_index"].
 
@@ -103,13 +125,7 @@ def run_cw(model, images: np.ndarray, rows: dict, *, cw: Cw, device, batch: int 
     """
     advs, successes, l2s = [], [], []
     m = len(rows["cw_index"])
-    done = fooled = 0  # rows finished, and fooled, in earlier batches
-    bar = tqdm(total=-(-m // batch) * cw.search_steps, desc="cw", unit="search step", mininterval=1.0)
-
-    def show(step, found):  # found: (batch,) bool, fooled so far in this batch
-        bar.update(1)
-        bar.set_postfix(success=f"{(fooled + int(found.sum())) / (done + len(found)):.3f}")
-
+    progress = SearchProgress(m, batch, cw.search_steps, desc="cw", goal="success")
     for start in range(0, m, batch):
         part = slice(start, start + batch)
         x = to_float(torch.as_tensor(images[rows["cw_index"][part]]).to(device))
@@ -119,13 +135,13 @@ def run_cw(model, images: np.ndarray, rows: dict, *, cw: Cw, device, batch: int 
             torch.as_tensor(rows["cw_target"][part]).to(device),
             kappa=torch.as_tensor(rows["cw_kappa"][part], dtype=x.dtype).to(device),
             initial_c=cw.initial_c, steps=cw.steps, search_steps=cw.search_steps, lr=cw.lr,
-            precision=cw.precision, search_tolerance=cw.search_tolerance, on_search_step=show,
+            precision=cw.precision, search_tolerance=cw.search_tolerance, on_search_step=progress.step,
         )
         advs.append(res.images.float().cpu().numpy())
         successes.append(res.success.cpu().numpy())
         l2s.append(res.l2.double().cpu().numpy())
-        done, fooled = done + len(x), fooled + int(res.success.sum())
-    bar.close()
+        progress.batch_done(len(x), int(res.success.sum()))
+    progress.close()
     return {"cw_adv": np.concatenate(advs), "cw_success": np.concatenate(successes), "cw_l2": np.concatenate(l2s)}
 
 
