@@ -298,14 +298,15 @@ def _descend(
         (grad,) = torch.autograd.grad(loss.sum(), w)
         with torch.no_grad():
             w, adv, loss, ok = w.detach(), adv.detach(), loss.detach(), ok.detach()
+            smaller = l2sq < best_l2sq[idx]
             if confirm is not None:
-                hint = ok & ((l2sq < best_l2sq[idx]) | ~found[idx])  # the only rows whose ok matters
+                hint = ok & (smaller | ~found[idx])  # the only rows whose ok matters
                 if hint.any():
                     rows = hint.nonzero()[:, 0]
                     ok = ok & ~hint
                     ok[rows] = confirm(adv[rows], *(a[rows] for a in per_example))
             found[idx[ok]] = True
-            better = ok & (l2sq < best_l2sq[idx])
+            better = ok & smaller
             if better.any():
                 best[idx[better]] = adv[better]
                 best_l2sq[idx[better]] = l2sq[better]
