@@ -1,6 +1,7 @@
 """Checks shared by the attacks, run once at each public entry."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -37,3 +38,14 @@ def check_classes(labels: torch.Tensor, num_classes: int, name: str = "labels") 
         raise ValueError(f"model: expected logits for at least 2 classes, got {num_classes}")
     if labels.max().item() >= num_classes:
         raise ValueError(f"{name}: model has {num_classes} classes, found class {labels.max().item()}")
+
+
+def check_test_set(test_x: np.ndarray, test_y: np.ndarray) -> np.ndarray:
+    """A stage's test set: (N, C, H, W) uint8 images and (N,) labels; returns the labels as int64."""
+    test_y = np.asarray(test_y, dtype=np.int64)
+    if test_x.ndim != 4 or test_x.dtype != np.uint8 or len(test_x) != len(test_y):
+        raise ValueError(
+            "test set: expected (N, C, H, W) uint8 images and (N,) labels, "
+            f"got {test_x.shape} {test_x.dtype} and {test_y.shape}"
+        )
+    return test_y

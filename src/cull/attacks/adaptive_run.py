@@ -32,7 +32,7 @@ import time
 import numpy as np
 import torch
 
-from cull.attacks._checks import check_model
+from cull.attacks._checks import check_model, check_test_set
 from cull.attacks.adaptive import ATTACKS, system_outcome
 from cull.attacks.run import CW_BATCH, CW_STREAM, SearchProgress, channels_last, choose, cw_rows
 from cull.detection import DIVERGENCES, kappa_key, system_accuracy
@@ -158,12 +158,7 @@ def attack_system(unsanitized, sanitized, test_x: np.ndarray, test_y: np.ndarray
     """
     for model in (unsanitized, sanitized):
         check_model(model)
-    test_y = np.asarray(test_y, dtype=np.int64)
-    if test_x.ndim != 4 or test_x.dtype != np.uint8 or len(test_x) != len(test_y):
-        raise ValueError(
-            "test set: expected (N, C, H, W) uint8 images and (N,) labels, "
-            f"got {test_x.shape} {test_x.dtype} and {test_y.shape}"
-        )
+    test_y = check_test_set(test_x, test_y)
     kind, tau = detector
     unsanitized, sanitized = channels_last(unsanitized), channels_last(sanitized)
     index, num_classes = sources(sanitized, test_x, test_y, n=adaptive.n, seed=seed, device=device)

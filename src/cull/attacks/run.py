@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cull.attacks._checks import check_model
+from cull.attacks._checks import check_model, check_test_set
 from cull.attacks.cw import cw_l2
 from cull.attacks.igsm import igsm as igsm_attack
 from cull.models import to_float
@@ -172,15 +172,10 @@ def attack_model(
     """Both attacks on one model: IGSM on igsm.n seeded test images (correct or not),
     C&W on cw.n seeded correctly classified ones, towards every other class at every kappa.
 
-    Returns (arrays for the stage's .npz, metrics for its JSON).
+    Returns (arrays for the stage's .npz, metrics for its JSON, seconds per attack).
     """
     check_model(model)
-    test_y = np.asarray(test_y, dtype=np.int64)
-    if test_x.ndim != 4 or test_x.dtype != np.uint8 or len(test_x) != len(test_y):
-        raise ValueError(
-            "test set: expected (N, C, H, W) uint8 images and (N,) labels, "
-            f"got {test_x.shape} {test_x.dtype} and {test_y.shape}"
-        )
+    test_y = check_test_set(test_x, test_y)
     model = channels_last(model)
     clock = time.perf_counter()
     index = choose(np.arange(len(test_y)), igsm.n, seed=seed, stream=IGSM_STREAM, what="igsm.n")
