@@ -19,6 +19,7 @@ from cull.runtime import pick_device, run_stage, seed_everything
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, help="params.yaml")
+    parser.add_argument("--seed", type=int, required=True, help="model seed (one of params seeds)")
     parser.add_argument("--model", required=True, help="checkpoint to attack")
     parser.add_argument("--data", required=True, help="dataset .npz with test_x, test_y")
     parser.add_argument("--out", required=True, help="output .npz of adversarial examples")
@@ -26,12 +27,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     p = params.load(args.params, "igsm", "cw", "base")
     device = pick_device(p["base"].device)
-    seed_everything(p["base"].seed)
+    seed_everything(args.seed)
     data = load_npz(args.data, ("test_x", "test_y"))
     model, _ = load_checkpoint(args.model, device, in_channels=data["test_x"].shape[1])
     arrays, metrics, seconds = attack_model(
         model, data["test_x"], data["test_y"],
-        igsm=p["igsm"], cw=p["cw"], seed=p["base"].seed, device=device,
+        igsm=p["igsm"], cw=p["cw"], seed=args.seed, device=device,
     )
     save_npz(args.out, **arrays)
     save_json(args.metrics, metrics)

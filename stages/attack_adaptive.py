@@ -23,6 +23,7 @@ from cull.runtime import pick_device, run_stage, seed_everything
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, help="params.yaml")
+    parser.add_argument("--seed", type=int, required=True, help="model seed (one of params seeds)")
     parser.add_argument("--data", required=True, help="dataset .npz with test_x, test_y")
     parser.add_argument("--unsanitized", required=True, help="unsanitized model checkpoint")
     parser.add_argument("--sanitized", required=True, help="sanitized model checkpoint (the system's classifier)")
@@ -33,7 +34,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     p = params.load(args.params, "adaptive", "base")
     device = pick_device(p["base"].device)
-    seed_everything(p["base"].seed)
+    seed_everything(args.seed)
     detector = read_detector(load_json(args.detect), args.detect)
     data = load_npz(args.data, ("test_x", "test_y"))
     oblivious = load_npz(args.attacks, OBLIVIOUS_KEYS) if args.attacks else None
@@ -42,7 +43,7 @@ def main(argv=None) -> None:
     sanitized, _ = load_checkpoint(args.sanitized, device, in_channels=channels)
     arrays, metrics, seconds = attack_system(
         unsanitized, sanitized, data["test_x"], data["test_y"], adaptive=p["adaptive"], detector=detector,
-        seed=p["base"].seed, device=device, oblivious=oblivious,
+        seed=args.seed, device=device, oblivious=oblivious,
     )
     save_npz(args.out, **arrays)
     save_json(args.metrics, metrics)

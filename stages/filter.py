@@ -1,4 +1,11 @@
-"""Stage filter: drop training images whose confidence is below the threshold (paper §2.2)."""
+"""Stage filter: drop training images whose confidence is below the row's threshold (paper §2.2).
+
+    python stages/filter.py --params params.yaml --model NAME --scores data/scores/seed-S.npz \
+        --out data/models/NAME/seed-S/kept.npz --metrics metrics/models/NAME/seed-S/filter.json
+
+The row NAME of params `models` gives the method and threshold; the row
+"headline" takes the top-level `threshold` and `method`.
+"""
 import argparse
 
 import numpy as np
@@ -6,27 +13,27 @@ import numpy as np
 from cull import params
 from cull.artifacts import load_npz, save_json, save_npz
 from cull.runtime import run_stage
-from cull.scoring import sanitize
+from cull.scoring import check_scores, sanitize
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--model", required=True, help="row name of params models")
     ap.add_argument("--scores", required=True)
-    ap.add_argument("--method", required=True, choices=params.METHODS)
-    ap.add_argument("--threshold", required=True, type=float)
     ap.add_argument("--out", required=True, help="kept indices .npz")
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args()
-    threshold = params.check_threshold(args.threshold, "threshold")
+    rows = {row.name: row for row in params.load(args.params, "models")["models"]}
+    if args.model not in rows:
+        raise params.ParamsError(f"{args.params}: models: no row {args.model!r} (rows: {', '.join(rows)})")
+    row = rows[args.model]
     scores = load_npz(args.scores, ("canonical", "self", "labels"))
-    if np.isnan(scores[args.method]).any():
-        raise ValueError(f"{args.scores}: no {args.method} scores for this dataset "
-                         "(canonical sanitization needs greyscale digits; use method: self)")
-    kept, summary = sanitize(scores[args.method], scores["labels"], threshold=threshold)
-    save_npz(args.out, kept=kept, method=np.array(args.method), threshold=np.array(threshold))
-    save_json(args.metrics, {"method": args.method, **summary})
-    print(f"filter: {args.method} >= {threshold!r} keeps {summary['size']} of {summary['total']} "
-          f"({summary['fraction']:.1%})")
+    confidence = check_scores(scores, row.method, args.scores)
+    kept, summary = sanitize(confidence, scores["labels"], threshold=row.threshold)
+    save_npz(args.out, kept=kept, method=np.array(row.method), threshold=np.array(row.threshold))
+    save_json(args.metrics, {"model": row.name, "method": row.method, **summary})
+    print(f"filter {row.name}: {row.label} keeps {summary['size']} of {summary['total']} ({summary['fraction']:.1%})")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from cull import params
 from cull.artifacts import load_npz, save_json, save_npz
 from cull.models import load_checkpoint
 from cull.runtime import pick_device, run_stage
+from cull.schema import count_of
 from cull.scoring import log_confidence
 from cull.training import predict_logits
 
@@ -27,19 +28,20 @@ def main():
     self_model, _ = load_checkpoint(args.unsanitized, device, in_channels=x.shape[1])
     self_logits = predict_logits(self_model, x, device=device)
     self_conf = log_confidence(self_logits, y)
-    metrics = {"self_train_acc": float((self_logits.argmax(1).numpy() == y).mean())}
+    metrics = {"self_train_acc": count_of(self_logits.argmax(1).numpy() == y)}
     canonical, _ = load_checkpoint(args.canonical, device)
     if canonical.config.in_channels == x.shape[1]:
         canonical_logits = predict_logits(canonical, x, device=device)
         canonical_conf = log_confidence(canonical_logits, y)
-        metrics["canonical_train_acc"] = float((canonical_logits.argmax(1).numpy() == y).mean())
+        metrics["canonical_train_acc"] = count_of(canonical_logits.argmax(1).numpy() == y)
     else:  # fonts are greyscale; the paper does no canonical sanitization on colour SVHN
         canonical_conf = np.full(len(y), np.nan)
         metrics["canonical_train_acc"] = None
     save_npz(args.out, canonical=canonical_conf, self=self_conf, labels=y, train_index=data["train_index"])
     save_json(args.metrics, metrics)
+    canonical_acc = metrics["canonical_train_acc"] and f"{metrics['canonical_train_acc']['rate']:.4f}"
     print(f"score: {len(y)} training images; canonical model accuracy on them "
-          f"{metrics['canonical_train_acc']} (paper 0.88), unsanitized {metrics['self_train_acc']:.4f}")
+          f"{canonical_acc} (paper 0.88), unsanitized {metrics['self_train_acc']['rate']:.4f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import numpy as np
 from cull import params
 from cull.artifacts import load_npz, save_json
 from cull.runtime import run_stage
-from cull.scoring import set_sizes
+from cull.scoring import check_scores, set_sizes
 
 
 def main():
@@ -20,10 +20,10 @@ def main():
     labels = scores["labels"]
     out = {"total": int(len(labels))}
     for method in ("canonical", "self"):
-        if np.isnan(scores[method]).any():
-            out[method] = None  # no canonical model applies to this dataset
+        if method == "canonical" and np.isnan(scores[method]).all():
+            out[method] = None  # no canonical model applies to this dataset (SVHN is in colour)
             continue
-        out[method] = set_sizes(scores[method], labels, getattr(p["tables"], method))
+        out[method] = set_sizes(check_scores(scores, method, args.scores), labels, getattr(p["tables"], method))
     save_json(args.metrics, out)
     sizes = {m: [r["size"] for r in out[m]] for m in ("canonical", "self") if out[m]}
     print(f"tables: of {len(labels)} training images, kept {sizes}")

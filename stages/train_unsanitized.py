@@ -7,12 +7,14 @@ from cull import params
 from cull.artifacts import load_npz, save_csv, save_json
 from cull.models import save_checkpoint
 from cull.runtime import pick_device, run_stage
+from cull.schema import count_from_rate
 from cull.training import train_model
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--seed", type=int, required=True, help="model seed (one of params seeds)")
     ap.add_argument("--data", required=True, help="dataset .npz from the prepare stage")
     ap.add_argument("--out", required=True, help="checkpoint to write")
     ap.add_argument("--metrics", required=True)
@@ -23,16 +25,16 @@ def main():
     start = time.time()
     model, history = train_model(
         data["train_x"], data["train_y"], train=p["train"], epochs=p["train"].epochs,
-        seed=p["base"].seed, device=pick_device(p["base"].device),
+        seed=args.seed, device=pick_device(p["base"].device),
         eval_images=data["test_x"], eval_labels=data["test_y"], desc="unsanitized",
     )
-    metrics = {"test_acc": history[-1]["eval_acc"], "train_size": len(data["train_y"]),
+    metrics = {"test_acc": count_from_rate(history[-1]["eval_acc"], len(data["test_y"])), "train_size": len(data["train_y"]),
                "epochs": p["train"].epochs}
-    meta = {"role": "unsanitized", "train": asdict(p["train"]), "seed": p["base"].seed, "metrics": metrics}
+    meta = {"role": "unsanitized", "train": asdict(p["train"]), "seed": args.seed, "metrics": metrics}
     save_checkpoint(args.out, model, meta=meta)
     save_json(args.metrics, metrics)
     save_csv(args.curve, history)
-    print(f"unsanitized: test acc {metrics['test_acc']:.4f} (paper 0.993), "
+    print(f"unsanitized: test acc {metrics['test_acc']['rate']:.4f} (paper 0.993), "
           f"{metrics['train_size']} images, {time.time() - start:.0f}s")
 
 

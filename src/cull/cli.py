@@ -15,7 +15,8 @@ import typer
 
 from cull import artifacts, params
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__,
+                  pretty_exceptions_enable=False)  # a real bug shows a plain traceback (CULL_DEBUG=1 for ours)
 
 
 def one_line_errors(command):
@@ -23,10 +24,23 @@ def one_line_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        import os
+        import warnings
+
+        from cull.runtime import EXPECTED_ERRORS, _warning_line, one_line
+
+        warnings.showwarning = _warning_line
         try:
             return command(*args, **kwargs)
-        except (ValueError, FileNotFoundError, NotADirectoryError) as e:
-            typer.echo(f"error: {e}", err=True)
+        except KeyboardInterrupt:
+            if os.environ.get("CULL_DEBUG"):
+                raise
+            typer.echo(f"interrupted: cull {command.__name__}; nothing written", err=True)
+            raise typer.Exit(130) from None
+        except EXPECTED_ERRORS as e:
+            if os.environ.get("CULL_DEBUG"):
+                raise
+            typer.echo(f"error: {one_line(e)}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from cull.schema import count_of
 from cull.training import predict_logits
 
 LN2 = math.log(2.0)  # the Jensen-Shannon divergence in nats never exceeds ln 2
@@ -367,20 +368,24 @@ def _pick(scores: Mapping, key: str, mask: np.ndarray | None) -> np.ndarray:
 
 
 def _setting_row(scores: Mapping, setting: tuple, *, kind: str, normal: np.ndarray, tau: float, system: bool) -> dict:
-    """Metrics of one attack setting; with `system`, also the Fig. 9 classifier and system accuracy."""
+    """Metrics of one attack setting; with `system`, also the Fig. 9 classifier and system accuracy.
+
+    Rates are `cull.schema` count leaves over the setting's n examples; AUC and
+    TPR at a fixed FPR are plain numbers (None when n = 0).
+    """
     name, label_key, mask = setting
     adv = _pick(scores, f"{name}_{kind}", mask)
-    row = {"n": int(len(adv))}
-    keys = ["detect", "auc", *FPRS] + (["classifier", "system"] if system else [])
+    rejected = adv > tau
+    row = {"n": int(len(adv)), "detect": count_of(rejected)}
     if len(adv) == 0:  # e.g. a C&W confidence with no successful example
-        return {**row, **dict.fromkeys(keys)}
-    row["detect"] = detection_rate(adv, threshold=tau)
-    row["auc"] = roc_auc(normal, adv)
-    row.update({key: tpr_at_fpr(normal, adv, fpr=fpr) for key, fpr in FPRS.items()})
+        row.update(dict.fromkeys(["auc", *FPRS]))
+    else:
+        row["auc"] = roc_auc(normal, adv)
+        row.update({key: tpr_at_fpr(normal, adv, fpr=fpr) for key, fpr in FPRS.items()})
     if system:
-        pred, labels = _pick(scores, f"{name}_pred", mask), _pick(scores, label_key, mask)
-        acc = system_accuracy(adv, pred, labels, threshold=tau, adversarial=True)
-        row.update(classifier=acc["classifier"], system=acc["system"])
+        right = _pick(scores, f"{name}_pred", mask) == _pick(scores, label_key, mask)
+        row.update(classifier=count_of(right), system=count_of(rejected | right),
+                   accepted_classifier=count_of(right[~rejected]))  # Table 6 as the paper computed it
     return row
 
 
@@ -404,8 +409,8 @@ def detection_metrics(scores: Mapping[str, np.ndarray], *, acceptance: float, di
         normal = _scores(scores[f"test_{kind}"], "test scores")
         row = {
             "threshold": tau,
-            "val_accept": float(accept_mask(scores[f"val_{kind}"], threshold=tau).mean()),
-            "test_accept": float(accept_mask(normal, threshold=tau).mean()),
+            "val_accept": count_of(accept_mask(scores[f"val_{kind}"], threshold=tau)),
+            "test_accept": count_of(accept_mask(normal, threshold=tau)),
         }
         for attack, table in settings.items():
             row[attack] = {
@@ -414,17 +419,15 @@ def detection_metrics(scores: Mapping[str, np.ndarray], *, acceptance: float, di
             }
         result[kind] = row
     head = result.pop(divergence)
-    acc = system_accuracy(
-        scores[f"test_{divergence}"], scores["test_pred"], scores["test_y"],
-        threshold=head["threshold"], adversarial=False,
-    )
+    accepted = accept_mask(scores[f"test_{divergence}"], threshold=head["threshold"])
+    right = np.asarray(scores["test_pred"]) == np.asarray(scores["test_y"])
     normal = {
         "n_val": int(len(scores[f"val_{divergence}"])),
         "n_test": int(len(scores[f"test_{divergence}"])),
         "val_accept": head["val_accept"],
         "test_accept": head["test_accept"],
-        "classifier": acc["classifier"],
-        "system_acc": acc["system"],
+        "classifier": count_of(right),
+        "system_acc": count_of(accepted & right),  # the Fig. 9 system is right on a normal x iff it accepts and classifies it right
     }
     return {
         "divergence": divergence,
@@ -474,8 +477,8 @@ def cdf_rows(scores: Mapping[str, np.ndarray], *, max_points: int = CDF_POINTS) 
 def summarize(metrics: dict) -> str:
     """One line for the end of the stage."""
 
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
+    def pct(leaf):
+        return "n/a" if leaf["rate"] is None else f"{100 * leaf['rate']:.1f}%"
 
     normal = metrics["normal"]
     igsm = ", ".join(f"{k}:{pct(r['detect'])}" for k, r in metrics["igsm"].items())

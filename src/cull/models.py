@@ -102,13 +102,19 @@ def load_checkpoint(path, device: torch.device | str = "cpu", *, in_channels: in
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        # The reason torch gives for a refused pickle ("Unsupported global: GLOBAL posix.system") comes last.
+        reason = " ".join(str(e).split())
+        unsafe = reason.find("Unsupported global")
+        reason = reason[unsafe:unsafe + 160] if unsafe >= 0 else reason[:160]
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {reason})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a cull checkpoint of format {CHECKPOINT_FORMAT}")
     try:
         config = ModelConfig(**checkpoint["config"])
         model = build_model(config)
         model.load_state_dict(checkpoint["state_dict"])
+    except ValueError as e:  # an unknown arch in the metadata
+        raise ValueError(f"{path}: {e} (not a checkpoint this version of cull wrote)") from None
     except (TypeError, KeyError, RuntimeError) as e:
         raise ValueError(f"{path}: checkpoint does not match its architecture ({str(e).splitlines()[0][:160]})") from None
     if in_channels is not None and config.in_channels != in_channels:

@@ -9,6 +9,7 @@ value found and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class Base:
-    seed: int = 0
+    seed: int = 0  # the data seed: validation split and font-face choice; model seeds are the `seeds` list
     device: str = "auto"  # auto: CUDA when present, else CPU
 
     def check(self, where):
@@ -73,8 +74,8 @@ class Fonts:
     dirs: list[str] = field(default_factory=lambda: ["/usr/share/fonts"])
     sizes: list[int] = field(default_factory=lambda: [24, 28, 32])  # points, paper §3.2
     angles: list[int] = field(default_factory=lambda: [-30, -20, -10, 0, 10, 20, 30])
-    deny: list[str] = field(default_factory=list)  # face names or file stems to drop
-    max_faces: int | None = None  # keep at most this many faces (seeded choice)
+    deny: list[str] = field(default_factory=lambda: ["Vertigo BRK"])  # unreadable, yet passes min_legibility
+    max_faces: int | None = 340  # the paper's face count; keep at most this many (seeded choice)
     min_legibility: float = 0.5  # see cull.fonts.legibility
     split: str = "random"  # random | face
     test_fraction: float = 0.2
@@ -101,9 +102,11 @@ class Train:
     batch_size: int = 128
     epochs: int = 6
     canonical_epochs: int = 3
+    precision: str = "float32"  # bfloat16: autocast + channels-last, ~1.9x on 2 CPU cores; benchmarks/bench_training.py
 
     def check(self, where):
         _choice(where, "arch", self.arch, ("auto", "cw_mnist", "cw_svhn"))
+        _choice(where, "precision", self.precision, ("float32", "bfloat16"))
         _choice(where, "optimizer", self.optimizer, ("adam", "sgd"))
         _range(where, "lr", self.lr, 1e-8, 10.0)
         _range(where, "momentum", self.momentum, 0.0, 1.0)
@@ -129,7 +132,10 @@ class Tables:
 
 
 @dataclass(frozen=True)
-class SweepItem:
+class ModelRow:
+    """One row of the model table (params `models`): a sanitized model, trained once per seed."""
+
+    name: str  # folder and stage name: metrics/models/<name>/seed-<s>/
     method: str
     threshold: float
 
@@ -138,8 +144,8 @@ class SweepItem:
         check_threshold(self.threshold, f"{where}.threshold")
 
     @property
-    def name(self) -> str:
-        return f"{self.method}-{self.threshold!r}"  # repr: '%g' would print 0.9999999 as 1
+    def label(self) -> str:
+        return f"{self.method} ≥ {self.threshold!r}"  # repr: '%g' would print 0.9999999 as 1
 
 
 @dataclass(frozen=True)
@@ -218,7 +224,8 @@ SECTIONS = {
     "detect": Detect,
     "adaptive": Adaptive,
 }
-SCALARS = ("dataset", "threshold", "method", "sweep")
+SCALARS = ("dataset", "threshold", "method", "seeds", "models")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def check_threshold(value, name: str) -> float:
@@ -228,6 +235,52 @@ def check_threshold(value, name: str) -> float:
     if not 0.0 <= value < 1.0:
         raise ParamsError(f"{name}: expected a threshold in [0, 1), got {value}")
     return float(value)
+
+
+def check_seeds(value, where: str) -> list[int]:
+    """`seeds`: a non-empty list of distinct non-negative ints."""
+    if not isinstance(value, list) or not value or not all(_matches(v, int) and v >= 0 for v in value):
+        raise ParamsError(f"{where}: expected a non-empty list of non-negative integers, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ParamsError(f"{where}: seed {next(v for v in value if value.count(v) > 1)} is listed twice")
+    return list(value)
+
+
+def model_table(raw: dict, path: str) -> list[ModelRow]:
+    """The rows of params `models`, the headline first, each checked; a model listed twice is an error.
+
+    `models` maps a row name to {method, threshold}. The row named "headline"
+    has an empty body: the top-level `threshold` and `method` describe it, so
+    ``dvc exp run -S threshold=...`` changes it. Every (method, threshold) pair
+    may appear once, so no model is trained twice.
+    """
+    from cull.schema import HEADLINE, RESERVED
+
+    where = f"{path}: models"
+    table = raw.get("models", {HEADLINE: {}})
+    if not isinstance(table, dict):
+        raise ParamsError(f"{where}: expected a mapping of row name -> {{method, threshold}}, got {table!r}")
+    if HEADLINE not in table:
+        raise ParamsError(f"{where}.{HEADLINE}: missing (the row that the top-level threshold and method describe)")
+    rows = []
+    for name, body in table.items():
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or name in RESERVED:
+            raise ParamsError(f"{where}: row name {name!r}: expected letters, digits, '.', '_' or '-', "
+                              f"not {' or '.join(RESERVED)}")
+        if name == HEADLINE:
+            if body not in (None, {}):
+                raise ParamsError(f"{where}.{HEADLINE}: expected {{}} (set the top-level threshold and method), "
+                                  f"got {body!r}")
+            method = raw.get("method", "canonical")
+            _choice(path, "method", method, METHODS)
+            body = {"method": method, "threshold": check_threshold(raw.get("threshold", 0.9999), f"{path}: threshold")}
+        row = build(ModelRow, {"name": name, **(body or {})}, f"{where}.{name}")
+        twin = next((r for r in rows if (r.method, r.threshold) == (row.method, row.threshold)), None)
+        if twin is not None:
+            raise ParamsError(f"{where}.{name}: {row.label} is row {twin.name!r} already; a model is trained once, "
+                              "so remove one of them")
+        rows.append(row)
+    return sorted(rows, key=lambda r: r.name != HEADLINE)
 
 
 def _check_search(where, section):
@@ -304,10 +357,19 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        raw = YAML(typ="safe", pure=True).load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParamsError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}; "
+                          "save it as UTF-8)") from None
+    except OSError as e:
+        raise ParamsError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        raw = YAML(typ="safe", pure=True).load(text)
     except YAMLError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ParamsError(f"{path}: not valid YAML ({first})") from None
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).strip().splitlines()[0]
+        raise ParamsError(f"{path}: not valid YAML ({where}{problem})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -319,7 +381,8 @@ def load(path: str | Path, *keys: str) -> dict:
     """Read `path`, check every top-level key is known, and return the requested keys.
 
     Sections come back as dataclasses; `threshold` as a float, `method` and
-    `dataset` as strings, `sweep` as a list of `SweepItem`.
+    `dataset` as strings, `seeds` as a list of ints, `models` as the list of
+    `ModelRow` (`model_table`), the headline row first.
     """
     raw = read_yaml(path)
     known = set(SECTIONS) | set(SCALARS)
@@ -339,11 +402,10 @@ def load(path: str | Path, *keys: str) -> dict:
         elif key == "dataset":
             out[key] = raw.get(key, "mnist")
             _choice(str(path), key, out[key], DATASETS)
-        elif key == "sweep":
-            items = raw.get(key, [])
-            if not isinstance(items, list):
-                raise ParamsError(f"{where}: expected a list of {{method, threshold}}, got {items!r}")
-            out[key] = [build(SweepItem, item, f"{where}[{i}]") for i, item in enumerate(items)]
+        elif key == "seeds":
+            out[key] = check_seeds(raw.get(key, [0]), where)
+        elif key == "models":
+            out[key] = model_table(raw, str(path))
         else:
             raise KeyError(key)
     return out

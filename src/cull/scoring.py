@@ -37,6 +37,30 @@ def log_confidence(logits: torch.Tensor, labels: np.ndarray) -> np.ndarray:
     return log_probs[torch.arange(len(labels)), torch.as_tensor(labels, dtype=torch.long)].numpy()
 
 
+def check_scores(scores: dict, method: str, path) -> np.ndarray:
+    """The (N,) log-confidences of `method` from a scores archive, checked against its labels.
+
+    Raises ValueError naming `path` when the labels are not N classes in
+    [0, 10), when the method has no scores for this dataset (all NaN: canonical
+    on colour SVHN), or when some scores are NaN or inf (a broken artifact).
+    """
+    labels, values = np.asarray(scores["labels"]), np.asarray(scores[method], dtype=np.float64)
+    if values.ndim != 1 or len(values) != len(labels):
+        raise ValueError(f"{path}: {method} has shape {values.shape} but labels has {len(labels)} entries; "
+                         "expected one score per label")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= 10):
+        raise ValueError(f"{path}: labels: expected integer classes in [0, 10), found values from "
+                         f"{labels.min()} to {labels.max()} ({labels.dtype})")
+    bad = ~np.isfinite(values)
+    if bad.all() and method == "canonical":
+        raise ValueError(f"{path}: no canonical scores for this dataset (canonical sanitization needs "
+                         "greyscale digits; use method: self)")
+    if bad.any():
+        raise ValueError(f"{path}: {method}: {int(bad.sum())} of {len(values)} scores are NaN or inf "
+                         "(rerun the score stage: dvc repro -f score)")
+    return values
+
+
 def one_minus_confidence(log_conf: np.ndarray) -> np.ndarray:
     """1 - p, exact even where p is within 1e-12 of 1."""
     return -np.expm1(log_conf)

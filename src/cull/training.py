@@ -50,6 +50,9 @@ def train_model(
     seed_everything(seed)
     config = ModelConfig(arch=arch_for(train.arch, images.shape[1]), in_channels=images.shape[1])
     model = build_model(config).to(device)
+    low_precision = train.precision == "bfloat16"
+    if low_precision:  # oneDNN's bfloat16 convolutions want NHWC; weights stay float32 (autocast casts per op)
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, train)
     x_all = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
@@ -65,7 +68,11 @@ def train_model(
         for start in range(0, n, train.batch_size):
             idx = perm[start : start + train.batch_size]
             x, y = to_float(x_all[idx]), y_all[idx]
-            logits = model(x)
+            if low_precision:
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    logits = model(x.contiguous(memory_format=torch.channels_last)).float()
+            else:
+                logits = model(x)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -79,6 +86,8 @@ def train_model(
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
         history.append(row)
     bar.close()
+    if low_precision:
+        model = model.to(memory_format=torch.contiguous_format)  # checkpoints keep the usual layout
     return model.eval(), history
 
 

@@ -18,6 +18,7 @@ from cull.attacks.cw import cw_l2
 from cull.attacks.igsm import igsm as igsm_attack
 from cull.models import to_float
 from cull.params import Cw, Igsm
+from cull.schema import count_of, sample
 from cull.training import predict_logits
 
 IGSM_BATCH = 500  # images per IGSM batch
@@ -146,20 +147,22 @@ def run_cw(model, images: np.ndarray, rows: dict, *, cw: Cw, device, batch: int 
 
 
 def tally(arrays: dict, *, iterations: list[int], kappas: list[float]) -> dict:
-    """Metrics from the arrays of `attack_model`: IGSM accuracy per k, C&W success and mean L2 per kappa."""
+    """Metrics from the arrays of `attack_model` as `cull.schema` leaves.
+
+    ``clean_acc`` and ``igsm.<k>.acc`` count the attacked images classified right;
+    ``cw.<kappa>.success_rate`` counts the rows at that kappa that succeeded and
+    ``cw.<kappa>.mean_l2`` is the sample of their L2 distortions.
+    """
     y = arrays["igsm_y"]
     cw_kappa, success, l2 = arrays["cw_kappa"], arrays["cw_success"], arrays["cw_l2"]
     per_kappa = {}
     for k in kappas:
         rows = cw_kappa == float(k)
         ok = success[rows]
-        per_kappa[str(k)] = {
-            "success_rate": float(ok.mean()) if ok.size else None,
-            "mean_l2": float(l2[rows][ok].mean()) if ok.any() else None,  # JSON has no NaN
-        }
+        per_kappa[str(k)] = {"success_rate": count_of(ok), "mean_l2": sample(l2[rows][ok])}
     return {
-        "clean_acc": float((arrays["igsm_clean_pred"] == y).mean()),
-        "igsm": {str(k): {"acc": float((arrays[f"igsm_pred_{k}"] == y).mean())} for k in sorted(set(iterations))},
+        "clean_acc": count_of(arrays["igsm_clean_pred"] == y),
+        "igsm": {str(k): {"acc": count_of(arrays[f"igsm_pred_{k}"] == y)} for k in sorted(set(iterations))},
         "cw": per_kappa,
         "n_igsm": int(len(y)),
         "n_cw": int(len(np.unique(arrays["cw_index"]))),
@@ -200,13 +203,13 @@ def attack_model(
 
 
 def summary_line(metrics: dict, seconds: dict) -> str:
-    igsm = " ".join(f"{k}:{v['acc']:.3f}" for k, v in metrics["igsm"].items())
+    igsm = " ".join(f"{k}:{v['acc']['rate']:.3f}" for k, v in metrics["igsm"].items())
     cw = " ".join(
-        f"{k}:{v['success_rate']:.2f}/" + ("-" if v["mean_l2"] is None else f"{v['mean_l2']:.3f}")
+        f"{k}:{v['success_rate']['rate']:.2f}/" + ("-" if v["mean_l2"]["mean"] is None else f"{v['mean_l2']['mean']:.3f}")
         for k, v in metrics["cw"].items()
     )
     return (
-        f"clean acc {metrics['clean_acc']:.3f} on {metrics['n_igsm']} | IGSM acc by steps {igsm} | "
+        f"clean acc {metrics['clean_acc']['rate']:.3f} on {metrics['n_igsm']} | IGSM acc by steps {igsm} | "
         f"C&W on {metrics['n_cw']} success/mean L2 by kappa {cw} | "
         f"{seconds['igsm']:.0f}s + {seconds['cw']:.0f}s"
     )

@@ -1,0 +1,139 @@
+"""The aggregate of every per-seed metrics file: one `Stat` per number, and the effects the verdicts use.
+
+`aggregate` reads, for each seed of params `seeds`, the files that `cull.schema`
+places (every model row's chain, the unsanitized model, the canonical model,
+scores and tables) and writes one tree in the same layout with each number
+replaced by a `Stat` (`cull.stats`). A file that a seed lacks is an error: an
+aggregate never mixes a partial run into a complete one.
+
+`effects` holds the comparisons that the paper's claims are about, each with
+its interval over seeds, computed here so that nothing downstream recomputes
+an interval:
+
+- ``vs_unsanitized[<model>]``: paired per-seed differences, model minus the
+  unsanitized model of the same seed: IGSM accuracy per iteration count and
+  C&W mean L2 per kappa;
+- ``slopes[<method>]``: per-seed least-squares slopes over the trained
+  thresholds of one method, on the x = -log10(1 - threshold) axis, with the
+  unsanitized model at x = 0: IGSM-5 accuracy and C&W kappa-0 mean L2;
+- ``igsm_detect_slope[<model>]``: per-seed slope of the detection rate over the
+  IGSM iteration counts.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from cull import schema
+from cull.artifacts import load_json
+from cull.params import ModelRow
+from cull.stats import aggregate_tree, paired_difference, seed_slopes
+
+UNSANITIZED_FILES = ("train", "attack")
+# Per file: fields that describe the run rather than measure it; kept as they are when every seed agrees.
+IDENTITY = {
+    "filter": {"model", "method", "threshold", "total"},
+    "train": {"method", "threshold", "epochs"},
+    "attack": {"n_igsm", "n_cw"},
+    "detect": {"divergence", "n_val", "n_test"},
+    "adaptive": {"divergence", "kl_margin", "n_sources", "steps", "search_steps", "n_oblivious_sources"},
+    "canonical": {"train_size", "holdout_size", "epochs"},
+    "tables": {"threshold", "total"},
+    "scores": set(),
+    "curve": {"epoch"},
+}
+
+
+def nines(threshold: float) -> float:
+    """-log10(1 - threshold), an axis that spreads thresholds crowding towards 1: 0.9 -> 1, 0.9999 -> 4."""
+    return round(-math.log10(1.0 - threshold), 9) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def read_curve(path: Path) -> list[dict]:
+    """Rows of a per-epoch training curve CSV, numbers as float; FileNotFoundError if absent."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found (run dvc repro)")
+    with open(path, newline="") as f:
+        try:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not a training-curve CSV of numbers ({e})") from None
+
+
+def _per_seed(paths: list[Path], kind: str) -> tuple[list, dict]:
+    trees = [read_curve(p) if kind == "curve" else load_json(p) for p in paths]
+    return trees, aggregate_tree(trees, keep=IDENTITY[kind])
+
+
+def _leaf(tree, *keys):
+    """tree[k1][k2]... of a per-seed tree; KeyError names the path (a layout the schema does not allow)."""
+    for key in keys:
+        tree = tree[key]
+    return tree
+
+
+def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow]) -> dict:
+    """The aggregate.json object for `seeds` and the model table `rows` (headline first)."""
+    metrics = Path(metrics)
+    models, raw = {}, {}
+    for name, files, method, threshold, label in (
+        [("unsanitized", UNSANITIZED_FILES, None, 0.0, "unsanitized")]
+        + [(r.name, schema.FILES, r.method, r.threshold, r.label) for r in rows]
+    ):
+        entry = {"name": name, "method": method, "threshold": threshold, "label": label,
+                 "files": str(schema.seed_dir(metrics, name, seeds[0]).parent / "seed-<s>")}
+        raw[name] = {}
+        for kind in files:
+            raw[name][kind], entry[kind] = _per_seed([schema.metrics_file(metrics, name, s, kind) for s in seeds], kind)
+        _, entry["curve"] = _per_seed([schema.seed_dir(metrics, name, s) / "curve.csv" for s in seeds], "curve")
+        models[name] = entry
+    _, canonical = _per_seed([schema.canonical_file(metrics, s) for s in seeds], "canonical")
+    _, canonical_curve = _per_seed([schema.canonical_file(metrics, s).with_suffix(".csv") for s in seeds], "curve")
+    _, scores = _per_seed([schema.scores_file(metrics, s) for s in seeds], "scores")
+    _, tables = _per_seed([schema.tables_file(metrics, s) for s in seeds], "tables")
+    fonts_path = metrics / "fonts.json"
+    return {
+        "seeds": list(seeds),
+        "headline": rows[0].name,
+        "models": models,
+        "canonical": {**canonical, "curve": canonical_curve},
+        "scores": scores,
+        "tables": tables,
+        "fonts": load_json(fonts_path),
+        "effects": effects(raw, rows),
+    }
+
+
+def effects(raw: dict, rows: list[ModelRow]) -> dict:
+    """The paired differences and slopes described in the module docstring, from per-seed trees."""
+    base = raw["unsanitized"]["attack"]
+    vs, slopes, detect_slope = {}, {}, {}
+    for r in rows:
+        attack = raw[r.name]["attack"]
+        vs[r.name] = {
+            "igsm_acc": {k: paired_difference([_leaf(a, "igsm", k, "acc") for a in attack],
+                                              [_leaf(b, "igsm", k, "acc") for b in base]) for k in attack[0]["igsm"]},
+            "cw_l2": {k: paired_difference([_leaf(a, "cw", k, "mean_l2") for a in attack],
+                                           [_leaf(b, "cw", k, "mean_l2") for b in base]) for k in attack[0]["cw"]},
+        }
+        detect = raw[r.name]["detect"]
+        ks = sorted(detect[0]["igsm"], key=float)
+        detect_slope[r.name] = {"iterations": [float(k) for k in ks],
+                                "slope": seed_slopes([float(k) for k in ks],
+                                                     [[_leaf(d, "igsm", k, "detect") for d in detect] for k in ks])}
+    for method in ("canonical", "self"):
+        members = sorted((r for r in rows if r.method == method), key=lambda r: r.threshold)
+        if not members:
+            continue
+        x = [0.0] + [nines(r.threshold) for r in members]
+        attacks = [base] + [raw[r.name]["attack"] for r in members]
+        slopes[method] = {
+            "models": ["unsanitized"] + [r.name for r in members],
+            "x": x,
+            "igsm_acc_5": seed_slopes(x, [[_leaf(a, "igsm", "5", "acc") for a in att] for att in attacks])
+            if all("5" in att[0]["igsm"] for att in attacks) else None,
+            "cw_l2_0": seed_slopes(x, [[_leaf(a, "cw", "0", "mean_l2") for a in att] for att in attacks])
+            if all("0" in att[0]["cw"] for att in attacks) else None,
+        }
+    return {"vs_unsanitized": vs, "slopes": slopes, "igsm_detect_slope": detect_slope}

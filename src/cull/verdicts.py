@@ -1,0 +1,137 @@
+"""The paper's claims, each decided by one stated rule on the aggregate's 95% intervals.
+
+Every claim has parts (a model, an attack setting); each part is decided by
+`cull.stats.verdict_above`: REPRODUCED if the whole interval lies on the
+claimed side of the bound, CONTRADICTED if it lies wholly on the other side,
+INCONCLUSIVE if it straddles the bound or is undefined (one seed for an
+across-seed interval; a model the run did not train). A claim is CONTRADICTED
+if any part is, REPRODUCED if every part is, INCONCLUSIVE otherwise
+(`cull.stats.all_of`). Nothing here computes an interval: every one comes from
+metrics/aggregate.json.
+"""
+from __future__ import annotations
+
+from cull.stats import all_of, verdict_above
+
+TABLE5_MODEL = ("canonical", 0.9999)  # the paper's Tables 5 and 6 are for this sanitized model
+FIG45_MODELS = (("canonical", 0.9999), ("self", 0.9999999))  # the models of Fig. 4 and 5 named in §3.3
+DETECT_BOUND = 0.94  # Table 5: C&W detection >= 94% at every kappa; Table 6: the system > 94% on IGSM
+
+
+def find_model(agg: dict, method: str, threshold: float) -> dict | None:
+    return next((m for m in agg["models"].values()
+                 if m["method"] == method and abs(m["threshold"] - threshold) < 1e-12), None)
+
+
+def _part(what: str, s: dict | None, bound: float, *, strict: bool = True, scale: float = 1.0) -> dict:
+    verdict = verdict_above(s, bound, strict=strict)
+    if s is None:
+        return {"what": what, "verdict": verdict, "mean": None, "lo": None, "hi": None, "n": 0, "note": "not measured"}
+    f = lambda v: None if v is None else scale * v  # noqa: E731
+    return {"what": what, "verdict": verdict, "mean": f(s["mean"]), "lo": f(s["lo"]), "hi": f(s["hi"]),
+            "n": s["n"], "seeds": s["seeds"], "interval": s["interval"]}
+
+
+def _missing(what: str) -> dict:
+    return {"what": what, "verdict": "INCONCLUSIVE", "mean": None, "lo": None, "hi": None, "n": 0,
+            "note": "not trained in this run"}
+
+
+def _claim(claim: str, source: str, rule: str, parts: list[dict]) -> dict:
+    return {"claim": claim, "source": source, "verdict": all_of([p["verdict"] for p in parts]), "rule": rule,
+            "numbers": parts}
+
+
+def _vs_unsanitized(agg: dict, key: str, setting: str, what: str) -> list[dict]:
+    parts = []
+    for method, threshold in FIG45_MODELS:
+        m = find_model(agg, method, threshold)
+        label = f"{method} ≥ {threshold!r} − unsanitized: {what}"
+        if m is None:
+            parts.append(_missing(label))
+            continue
+        s = agg["effects"]["vs_unsanitized"][m["name"]][key].get(setting)
+        parts.append(_part(label, s, 0.0))
+    return parts
+
+
+def _detector_model(agg: dict) -> dict:
+    return find_model(agg, *TABLE5_MODEL) or agg["models"][agg["headline"]]
+
+
+def _c1(agg):
+    return _claim("Sanitization raises accuracy under IGSM-5", "Fig. 4, §3.3",
+                  "paired per-seed difference (sanitized − unsanitized, IGSM-5 accuracy) has a 95% t interval "
+                  "above 0, for canonical ≥ 0.9999 and for self ≥ 0.9999999",
+                  _vs_unsanitized(agg, "igsm_acc", "5", "IGSM-5 accuracy (points)"))
+
+
+def _c2(agg):
+    return _claim("Sanitization raises the C&W κ = 0 mean L2", "Fig. 5, §3.3",
+                  "paired per-seed difference (sanitized − unsanitized, C&W κ = 0 mean L2) has a 95% t interval "
+                  "above 0, for canonical ≥ 0.9999 and for self ≥ 0.9999999",
+                  _vs_unsanitized(agg, "cw_l2", "0", "C&W κ = 0 mean L2"))
+
+
+def _c3(agg):
+    parts = []
+    for method, s in agg["effects"]["slopes"].items():
+        if len(s["x"]) < 3:
+            for key in ("IGSM-5 accuracy", "C&W κ = 0 mean L2"):
+                parts.append({**_missing(f"{method}: slope of {key}"),
+                              "note": f"only {len(s['x']) - 1} {method} threshold trained; a slope over "
+                                      "thresholds needs at least 2 besides the unsanitized model"})
+            continue
+        parts.append(_part(f"{method}: slope of IGSM-5 accuracy per nine of threshold", s["igsm_acc_5"], 0.0))
+        parts.append(_part(f"{method}: slope of C&W κ = 0 mean L2 per nine of threshold", s["cw_l2_0"], 0.0))
+    return _claim("The effect grows with the threshold", "Fig. 4, 5",
+                  "per-seed least-squares slope over the trained thresholds of one method (x = −log10(1 − t), "
+                  "the unsanitized model at 0) has a 95% t interval above 0", parts)
+
+
+def _detect_rows(m: dict, attack: str) -> list[tuple[str, dict]]:
+    return sorted(m["detect"][attack].items(), key=lambda kv: float(kv[0]))
+
+
+def _c4(agg):
+    m = _detector_model(agg)
+    parts = [_part(f"{m['label']}: ROC-AUC, {'IGSM' if a == 'igsm' else 'C&W κ'} {k}", r["auc"], 0.5)
+             for a in ("igsm", "cw") for k, r in _detect_rows(m, a)]
+    return _claim("The KL is larger on adversarial than on normal examples", "§3.4, Fig. 7, 8",
+                  "ROC-AUC of the KL (adversarial vs normal test examples) has a 95% across-seed t interval "
+                  "above 0.5 at every attack setting", parts)
+
+
+def _c5(agg):
+    m = _detector_model(agg)
+    parts = [_part(f"{m['label']}: detection of C&W κ {k}", r["detect"], DETECT_BOUND, strict=False)
+             for k, r in _detect_rows(m, "cw")]
+    return _claim("At 98% normal acceptance, C&W detection is ≥ 94% at every κ", "Table 5",
+                  "Wilson 95% interval of the detection rate (all successful C&W examples of all seeds) lies at "
+                  "or above 0.94 at every κ", parts)
+
+
+def _c6(agg):
+    m = _detector_model(agg)
+    s = agg["effects"]["igsm_detect_slope"][m["name"]]
+    return _claim("IGSM detection rises with the iteration count", "Table 5",
+                  "per-seed least-squares slope of the IGSM detection rate over the iteration counts "
+                  f"{', '.join(f'{k:g}' for k in s['iterations'])} has a 95% t interval above 0",
+                  [_part(f"{m['label']}: detection-rate slope per IGSM iteration", s["slope"], 0.0)])
+
+
+def _c7(agg):
+    m = _detector_model(agg)
+    parts = [_part(f"{m['label']}: system accuracy on IGSM {k}", r["system"], DETECT_BOUND)
+             for k, r in _detect_rows(m, "igsm")]
+    return _claim("The combined system is > 94% accurate on IGSM examples", "Table 6",
+                  "Wilson 95% interval of the system's accuracy (rejected, or accepted and classified right) "
+                  "on all IGSM examples of all seeds lies above 0.94 at every iteration count", parts)
+
+
+CLAIMS = {"C1": _c1, "C2": _c2, "C3": _c3, "C4": _c4, "C5": _c5, "C6": _c6, "C7": _c7}
+
+
+def verdicts(agg: dict) -> dict:
+    """Claim id -> {claim, source, verdict, rule, numbers} for every claim of `CLAIMS`."""
+    return {cid: fn(agg) for cid, fn in CLAIMS.items()}
