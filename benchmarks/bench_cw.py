@@ -1,6 +1,6 @@
 """C&W L2 throughput: cull's batched attack against a plain one-example-at-a-time loop.
 
-    python benchmarks/bench_cw.py --model models/unsanitized.pt --data data/dataset.npz
+    python benchmarks/bench_cw.py --model models/unsanitized/seed-0.pt --data data/dataset.npz
     python benchmarks/bench_cw.py ... --images 15 --steps 1000 --search-steps 9   # the paper's set
 
 All runs use the same algorithm (cull.attacks.cw_l2) with the same settings on

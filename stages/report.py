@@ -1,8 +1,12 @@
-"""Stage report: the paper's numbers beside ours, figures and a list of differences (paper §3).
+"""Stage report: the verdicts, the paper's numbers beside ours with intervals, figures (paper §3).
 
-Reads the metrics folder (never writes to it) and, under the data folder,
-attacks/sanitized.npz, detect/sanitized.npz and fonts_preview.png. Writes
-report.md, figures/*.png and threshold_<method>.csv (a DVC plot) under --out.
+    python stages/report.py --params params.yaml --aggregate metrics/aggregate.json \
+        --verdicts metrics/verdicts.json --metrics metrics --data data --out report
+
+Formats metrics/aggregate.json and metrics/verdicts.json (never computes an
+interval); the figures also read each seed's CDF plot data under --metrics and
+the headline model's first-seed archives under --data. Writes report.md,
+figures/*.png and threshold_<method>.csv (a DVC plot) under --out.
 """
 import argparse
 from pathlib import Path
@@ -15,12 +19,15 @@ from cull.runtime import run_stage
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True)
-    parser.add_argument("--metrics", required=True, help="metrics folder the other stages wrote")
-    parser.add_argument("--data", required=True, help="data folder (attacks/, detect/, fonts_preview.png)")
+    parser.add_argument("--aggregate", required=True, help="metrics/aggregate.json")
+    parser.add_argument("--verdicts", required=True, help="metrics/verdicts.json")
+    parser.add_argument("--metrics", required=True, help="metrics folder (per-seed CDF plot data)")
+    parser.add_argument("--data", required=True, help="data folder (models/<headline>/seed-<s>/, fonts_preview.png)")
     parser.add_argument("--out", required=True, help="report folder to write")
     args = parser.parse_args()
     p = params.load(args.params, *PARAM_KEYS)
-    print(write_report(gather(Path(args.metrics), Path(args.data), p), Path(args.out)))
+    inputs = gather(Path(args.aggregate), Path(args.verdicts), Path(args.metrics), Path(args.data), p)
+    print(write_report(inputs, Path(args.out)))
 
 
 if __name__ == "__main__":

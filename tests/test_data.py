@@ -77,7 +77,7 @@ GOOD = idx_bytes(np.zeros((2, 28, 28), dtype=np.uint8))
         (GOOD[:3] + b"\x02" + GOOD[4:], r"^f: wrong number of IDX dimensions \(expected 3, found 2\)$"),
         (GOOD[:2], r"^f: truncated IDX file"),
         (GOOD[:10], r"^f: truncated IDX header \(expected 16 bytes, found 10\)$"),
-        (GOOD[:-1], r"^f: truncated IDX data for shape \(2, 28, 28\) \(expected 1584 bytes, found 1583\)$"),
+        (GOOD[:-1], r"^f: truncated: expected 1584 bytes for IDX shape \(2, 28, 28\), got 1583$"),
         (GOOD + b"\x00", r"^f: trailing bytes after IDX data .*found 1585\)$"),
     ],
     ids=["magic", "dtype", "ndim", "tiny", "header", "truncated", "trailing"],

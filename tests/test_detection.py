@@ -165,15 +165,19 @@ def _synthetic_scores():
 def test_detection_metrics_by_hand():
     m = detection_metrics(_synthetic_scores(), acceptance=0.98, divergence="kl")
     assert m["threshold"] == 0.97  # k = ceil(0.98 * 100) = 98th smallest
-    assert m["normal"]["val_accept"] == 0.98 and m["normal"]["test_accept"] == 0.9
+    rate = lambda leaf: leaf["rate"]  # noqa: E731 (rates are count leaves {k, n, rate})
+    assert m["normal"]["val_accept"] == {"k": 98, "n": 100, "rate": 0.98} and rate(m["normal"]["test_accept"]) == 0.9
     # test: accepted are the first 90; right are the first 95 -> 90 correct
-    assert m["normal"]["classifier"] == 0.95 and m["normal"]["system_acc"] == 0.9
+    assert rate(m["normal"]["classifier"]) == 0.95 and rate(m["normal"]["system_acc"]) == 0.9
     igsm = m["igsm"]["5"]  # rejected [F, T, T, T]; right [T, F, F, F]
-    assert igsm["n"] == 4 and igsm["detect"] == 0.75 and igsm["classifier"] == 0.25 and igsm["system"] == 1.0
+    assert igsm["n"] == 4 and rate(igsm["detect"]) == 0.75 and rate(igsm["classifier"]) == 0.25
+    assert rate(igsm["system"]) == 1.0
+    assert igsm["accepted_classifier"] == {"k": 1, "n": 1, "rate": 1.0}  # Table 6 as the paper computed it
     assert set(m["cw"]) == {"0", "0.1", "5"}
-    assert m["cw"]["0"]["n"] == 1 and m["cw"]["0"]["detect"] == 1.0  # the failed example is not counted
-    assert m["cw"]["0.1"]["detect"] == 0.0 and m["cw"]["0.1"]["system"] == 0.0
-    assert m["cw"]["5"]["n"] == 0 and m["cw"]["5"]["detect"] is None
+    assert m["cw"]["0"]["n"] == 1 and rate(m["cw"]["0"]["detect"]) == 1.0  # the failed example is not counted
+    assert rate(m["cw"]["0.1"]["detect"]) == 0.0 and rate(m["cw"]["0.1"]["system"]) == 0.0
+    assert m["cw"]["5"]["n"] == 0 and m["cw"]["5"]["detect"] == {"k": 0, "n": 0, "rate": None}
+    assert m["cw"]["5"]["auc"] is None
     assert set(m["other_divergences"]) == {"reverse", "js"}
     json.dumps(m)  # plain JSON types only
 
@@ -308,13 +312,13 @@ def test_stage_end_to_end(tmp_path, checkpoints):
     assert list(m) == ["divergence", "threshold", "normal", "igsm", "cw", "other_divergences"]
     assert m["divergence"] == "kl" and m["threshold"] >= 0
     assert set(m["normal"]) == {"n_val", "n_test", "val_accept", "test_accept", "classifier", "system_acc"}
-    assert m["normal"]["val_accept"] == pytest.approx(0.9)  # 27 of 30
-    row_keys = {"n", "detect", "auc", "tpr_at_1fpr", "tpr_at_5fpr", "classifier", "system"}
+    assert m["normal"]["val_accept"] == {"k": 27, "n": 30, "rate": pytest.approx(0.9)}
+    row_keys = {"n", "detect", "auc", "tpr_at_1fpr", "tpr_at_5fpr", "classifier", "system", "accepted_classifier"}
     assert set(m["igsm"]) == {"5", "10"} and all(set(r) == row_keys for r in m["igsm"].values())
     assert set(m["cw"]) == {"0", "0.1"} and all(set(r) == row_keys for r in m["cw"].values())
     assert m["cw"]["0"]["n"] == 2 and m["cw"]["0.1"]["n"] == 2  # successful only
     assert set(m["other_divergences"]) == {"reverse", "js"}
-    assert set(m["other_divergences"]["js"]["igsm"]["5"]) == row_keys - {"classifier", "system"}
+    assert set(m["other_divergences"]["js"]["igsm"]["5"]) == row_keys - {"classifier", "system", "accepted_classifier"}
 
     arrays = load_npz(out)
     for name in ("val", "test", "igsm_5", "igsm_10", "cw"):

@@ -14,7 +14,21 @@ def test_defaults_file_loads():
     p = params.load("params.yaml", *params.SECTIONS, *params.SCALARS)
     assert p["threshold"] == 0.9999 and p["method"] == "canonical"
     assert p["train"].optimizer == "adam"
-    assert all(isinstance(item, params.SweepItem) for item in p["sweep"])
+    assert p["seeds"] == [0, 1, 2]
+    assert [row.name for row in p["models"]][0] == "headline"
+    assert p["models"][0] == params.ModelRow("headline", "canonical", 0.9999)
+
+
+def test_defaults_live_in_one_place():
+    """Every section of params.yaml equals its dataclass's defaults: the file only writes them out."""
+    import dataclasses
+
+    from ruamel.yaml import YAML
+
+    raw = YAML(typ="safe").load(open("params.yaml"))
+    for name, cls in params.SECTIONS.items():
+        defaults = dataclasses.asdict(cls())
+        assert {k: raw[name].get(k) for k in defaults} == defaults, name
 
 
 @pytest.mark.parametrize("text, match", [
@@ -29,9 +43,22 @@ def test_defaults_file_loads():
     ("cw: {kappas: [0, -1]}\n", r"cw.kappas: expected non-negative"),
     ("cw: {search_tolerance: 1.5}\n", r"cw.search_tolerance: expected a value in \[0.0, 0.99\], got 1.5"),
     ("cw: {precision: float16}\n", r"cw.precision: expected one of float32, bfloat16, got .float16."),
-    ("sweep: [{method: self}]\n", r"sweep\[0\].threshold: missing key"),
+    ("models: {headline: {}, x: {method: self}}\n", r"models.x.threshold: missing key"),
+    ("models: {x: {method: self, threshold: 0.9}}\n", r"models.headline: missing"),
+    ("models: {headline: {threshold: 0.9}}\n", r"models.headline: expected \{\} \(set the top-level"),
+    ("models: {headline: {}, a: {method: canonical, threshold: 0.9999}}\n",
+     r"models.a: canonical ≥ 0.9999 is row 'headline' already; a model is trained once"),
+    ("models: {headline: {}, unsanitized: {method: self, threshold: 0.9}}\n", r"row name 'unsanitized'"),
+    ("models: {headline: {}, a b: {method: self, threshold: 0.9}}\n", r"row name 'a b'"),
+    ("models: [headline]\n", r"models: expected a mapping of row name"),
+    ("seeds: []\n", r"seeds: expected a non-empty list of non-negative integers"),
+    ("seeds: [0, 1, 1]\n", r"seeds: seed 1 is listed twice"),
+    ("seeds: [0, -1]\n", r"seeds: expected a non-empty list"),
+    ("seeds: 3\n", r"seeds: expected a non-empty list"),
+    ("train: {precision: half}\n", r"train.precision: expected one of float32, bfloat16"),
     ("train: [1, 2]\n", r"train: expected a mapping"),
-    ("threshold: [\n", r"not valid YAML"),
+    ("threshold: [\n", r"not valid YAML \(line 2, column 1: "),
+    ("a: 1\n  b: 2\n", r"not valid YAML \(line 2, column 4"),
 ])
 def test_bad_params_give_one_line(tmp_path, text, match):
     path = write(tmp_path, text)
@@ -51,5 +78,18 @@ def test_only_requested_sections_are_validated(tmp_path):
     assert params.load(path, "threshold") == {"threshold": 0.5}
 
 
-def test_sweep_item_name_keeps_all_digits():
-    assert params.SweepItem("self", 0.9999999).name == "self-0.9999999"
+def test_model_row_label_keeps_all_digits():
+    assert params.ModelRow("x", "self", 0.9999999).label == "self ≥ 0.9999999"
+
+
+def test_headline_row_follows_the_top_level_threshold(tmp_path):
+    path = write(tmp_path, "threshold: 0.999\nmethod: self\nmodels: {headline: {}, b: {method: canonical, threshold: 0.9}}\n")
+    rows = params.load(path, "models")["models"]
+    assert [(r.name, r.method, r.threshold) for r in rows] == [("headline", "self", 0.999), ("b", "canonical", 0.9)]
+
+
+def test_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"threshold: 0.9\n# caf\xb8\n")
+    with pytest.raises(ParamsError, match=r"params.yaml: not UTF-8 text \(byte 0xb8 at offset 20"):
+        params.load(path, "threshold")

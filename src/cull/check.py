@@ -34,22 +34,48 @@ def _image_files(paths: Iterable) -> list[tuple[Path, str | None]]:
     return files
 
 
-def _load_png(path: Path, *, channels: int, size: int) -> np.ndarray:
+def letterbox(image, size: int):
+    """A non-square image padded to a square with its border's median colour, then scaled to size x size.
+
+    As MNIST was made: the digit keeps its aspect ratio instead of being stretched.
+    """
+    from PIL import Image
+
+    w, h = image.size
+    pixels = np.asarray(image)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    fill = tuple(int(v) for v in np.median(border, axis=0).ravel()) if border.ndim > 1 else int(np.median(border))
+    side = max(w, h)
+    square = Image.new(image.mode, (side, side), fill[0] if image.mode == "L" and isinstance(fill, tuple) else fill)
+    square.paste(image, ((side - w) // 2, (side - h) // 2))
+    return square.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def _load_png(path: Path, *, channels: int, size: int) -> tuple[np.ndarray, str | None]:
+    """(C, size, size) float32 pixels in [0, 1], and a note saying how the image was fitted (None if as is)."""
     from PIL import Image, UnidentifiedImageError
 
+    note = None
     try:
         with Image.open(path) as image:
             image = image.convert("L" if channels == 1 else "RGB")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            w, h = image.size
+            if w != h:
+                image, note = letterbox(image, size), f"letterboxed {w}x{h} to {size}x{size}"
+            elif w != size:
+                image, note = image.resize((size, size), Image.Resampling.BILINEAR), f"scaled {w}x{h} to {size}x{size}"
             pixels = np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ValueError(f"not a readable PNG ({type(e).__name__}: {e})") from None
+        raise ValueError(f"not a readable PNG ({type(e).__name__}: {' '.join(str(e).split())})") from None
     pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)  # (C, H, W)
-    return pixels.astype(np.float32) / 255.0
+    return pixels.astype(np.float32) / 255.0, note
 
 
-def _load_npy(path: Path, *, channels: int, size: int) -> np.ndarray:
+def _load_npy(path: Path, *, channels: int, size: int) -> tuple[np.ndarray, None]:
+    return _npy_pixels(path, channels=channels, size=size), None
+
+
+def _npy_pixels(path: Path, *, channels: int, size: int) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -109,7 +135,7 @@ def check_images(
     """
     _check_kind(divergence)
     models = [
-        m if isinstance(m, torch.nn.Module) else load_checkpoint(m, device)[0] for m in (unsanitized, sanitized)
+        m if isinstance(m, torch.nn.Module) else load_model(m, device)[0] for m in (unsanitized, sanitized)
     ]
     config = models[1].config
     if models[0].config.in_channels != config.in_channels:
@@ -122,13 +148,13 @@ def check_images(
     for path, error in _image_files(paths):
         if error is None:
             try:
-                images.append(
-                    loaders[path.suffix.lower()](path, channels=config.in_channels, size=config.image_size)
-                )
+                pixels, note = loaders[path.suffix.lower()](path, channels=config.in_channels, size=config.image_size)
+                images.append(pixels)
                 good.append(len(rows))
             except ValueError as e:
-                error = str(e)
-        rows.append({"path": str(path), "pred": None, "divergence": None, "decision": "ERROR", "error": error})
+                error, note = str(e), None
+        rows.append({"path": str(path), "pred": None, "divergence": None, "decision": "ERROR", "error": error,
+                     "note": note if error is None else None})
     if images:
         scores, preds = _model_scores(*models, np.stack(images), device=device)
         for i, score, pred in zip(good, scores[divergence], preds):
@@ -139,3 +165,48 @@ def check_images(
                 error=None,
             )
     return rows
+
+
+def read_detect_metrics(obj, path) -> tuple[str, float]:
+    """(divergence kind, tau) from a detect stage's metrics JSON; ValueError if it is another kind of file.
+
+    A filter or aggregate file also holds a "threshold" (a sanitization
+    threshold, or a Stat): using it as tau would make every decision wrong.
+    """
+    from cull.attacks.adaptive_run import read_detector
+
+    if not isinstance(obj, dict) or not {"divergence", "threshold", "normal"} <= set(obj):
+        found = ", ".join(sorted(obj)[:6]) if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"{path}: not a detect stage metrics file (expected divergence, threshold and normal, "
+                         f"found {found}; use metrics/models/<model>/seed-<s>/detect.json)")
+    return read_detector(obj, path)
+
+
+def load_model(path, device="cpu"):
+    """`cull.models.load_checkpoint`, with the reason torch refuses a pickle that would run code named in full.
+
+    torch's refusal starts with a long paragraph about its defaults; the part a
+    user needs ("unsupported GLOBAL posix.system") comes last, so it is found
+    and put first.
+    """
+    import re
+    import warnings
+
+    import torch
+
+    from cull.models import load_checkpoint
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        pass  # load_checkpoint says so
+    except Exception as e:  # torch raises many types for a refused or damaged file
+        found = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", str(e))
+        if found:
+            what = found.group(1) or found.group(2)
+            raise ValueError(f"{path}: refused to load: it would run code ({what}); not a checkpoint cull wrote") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_checkpoint(path, device)

@@ -30,6 +30,8 @@ def one_line_errors(command):
         from cull.runtime import EXPECTED_ERRORS, _warning_line, one_line
 
         warnings.showwarning = _warning_line
+        # torch's note on a foreign pickle protocol precedes its refusal, which is the line that matters
+        warnings.filterwarnings("ignore", message="Detected pickle protocol")
         try:
             return command(*args, **kwargs)
         except KeyboardInterrupt:
@@ -77,9 +79,9 @@ def mnist(
 @one_line_errors
 def info(checkpoint: Path):
     """Print a checkpoint's architecture and the metadata it was saved with."""
-    from cull.models import load_checkpoint
+    from cull.check import load_model
 
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_model(checkpoint)
     typer.echo(json.dumps({"config": vars(model.config), "meta": meta}, indent=2, default=str))
 
 
@@ -96,10 +98,10 @@ def sanitize(
     if method not in params.METHODS:
         raise ValueError(f"--method: expected one of {', '.join(params.METHODS)}, got {method!r}")
     thresholds = [params.check_threshold(t, "--threshold") for t in threshold]
+    from cull.scoring import check_scores
+
     loaded = artifacts.load_npz(scores, (method, "labels"))
-    if np.isnan(loaded[method]).any():
-        raise ValueError(f"{scores}: no {method} scores for this dataset")
-    for row in set_sizes(loaded[method], loaded["labels"], thresholds):
+    for row in set_sizes(check_scores(loaded, method, scores), loaded["labels"], thresholds):
         typer.echo(f"{method} >= {row['threshold']!r}: {row['size']} kept ({row['fraction']:.1%}), "
                    f"per class {row['class_counts']}")
 
@@ -107,23 +109,23 @@ def sanitize(
 @app.command()
 def check(
     images: list[Path] = typer.Argument(..., help="PNG or .npy images, or folders of them"),
-    unsanitized: Path = typer.Option(Path("models/unsanitized.pt")),
-    sanitized: Path = typer.Option(Path("models/sanitized.pt")),
+    unsanitized: Path = typer.Option(Path("models/unsanitized/seed-0.pt")),
+    sanitized: Path = typer.Option(Path("models/headline/seed-0.pt")),
     detect_metrics: Path = typer.Option(
-        Path("metrics/detect/sanitized.json"), help="detect stage metrics holding the calibrated threshold"),
+        Path("metrics/models/headline/seed-0/detect.json"),
+        help="detect stage metrics of the same model and seed, holding the calibrated threshold"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """Classify images with the sanitized model and ACCEPT or REJECT them by the KL detector."""
-    from cull.check import check_images
-    from cull.runtime import pick_device
+    from cull.check import check_images, read_detect_metrics
+    from cull.runtime import EXPECTED_ERRORS, one_line, pick_device
 
     try:
-        calibrated = artifacts.load_json(detect_metrics)
-        threshold, kind = float(calibrated["threshold"]), calibrated.get("divergence", "kl")
+        kind, threshold = read_detect_metrics(artifacts.load_json(detect_metrics), detect_metrics)
         rows = check_images(images, unsanitized=unsanitized, sanitized=sanitized, threshold=threshold,
                             divergence=kind, device=pick_device(device))
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        typer.echo(f"error: {e}", err=True)
+    except EXPECTED_ERRORS as e:
+        typer.echo(f"error: {one_line(e)}", err=True)
         raise typer.Exit(1) from None
     failed = 0
     for row in rows:
@@ -131,7 +133,8 @@ def check(
             failed += 1
             typer.echo(f"{row['path']}: error: {row['error']}")
         else:
-            typer.echo(f"{row['path']}: class {row['pred']}  {kind} {row['divergence']:.4g}  {row['decision']}")
+            note = f"  ({row['note']})" if row.get("note") else ""
+            typer.echo(f"{row['path']}: class {row['pred']}  {kind} {row['divergence']:.4g}  {row['decision']}{note}")
     typer.echo(f"{len(rows) - failed} checked, {failed} failed; threshold {kind} <= {threshold:.4g}")
     raise typer.Exit(1 if failed else 0)
 

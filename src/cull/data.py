@@ -111,8 +111,7 @@ def parse_idx(data: bytes, *, name: str, ndim: int) -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape, dtype=np.int64))
     if len(data) < expected:
-        raise ValueError(f"{name}: truncated IDX data for shape {shape} "
-                         f"(expected {expected} bytes, found {len(data)})")
+        raise ValueError(f"{name}: truncated: expected {expected} bytes for IDX shape {shape}, got {len(data)}")
     if len(data) > expected:
         raise ValueError(f"{name}: trailing bytes after IDX data for shape {shape} "
                          f"(expected {expected} bytes, found {len(data)})")
@@ -146,9 +145,10 @@ def mnist_from_bytes(files: dict[str, tuple[str, bytes]], *, verify: bool = True
     out = {}
     for key, idx_name in IDX_FILES.items():
         where, data = files[idx_name]
+        # The header first, so a truncated or foreign file says so; the hash still guards every byte.
+        out[key] = parse_idx(data, name=where, ndim=IDX_NDIM[key[-1]])
         if verify:
             check_sha256(data, name=where, expected=SHA256[idx_name])
-        out[key] = parse_idx(data, name=where, ndim=IDX_NDIM[key[-1]])
     for part in ("train", "test"):
         (x_where, _), (y_where, _) = (files[IDX_FILES[f"{part}_{k}"]] for k in "xy")
         x, y = out[f"{part}_x"], out[f"{part}_y"]

@@ -92,10 +92,19 @@ def of_samples(leaves: list[dict]) -> dict:
                 per_seed=[s["mean"] for s in leaves], interval="bootstrap")
 
 
-def of_seeds(values: list) -> dict:
-    """Mean over seeds of per-seed numbers (None = not measured in that seed) with its t interval."""
+# Per-seed numbers with a physical range: a t interval is clipped to it (a share cannot be negative).
+BOUNDS = {"auc": (0.0, 1.0), "tpr_at_1fpr": (0.0, 1.0), "tpr_at_5fpr": (0.0, 1.0), "fraction": (0.0, 1.0),
+          "class_fractions": (0.0, 1.0), "size": (0.0, math.inf), "class_counts": (0.0, math.inf),
+          "train_size": (0.0, math.inf)}
+
+
+def of_seeds(values: list, *, bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict:
+    """Mean over seeds of per-seed numbers (None = not measured in that seed) with its t interval,
+    clipped to `bounds`."""
     seen = [float(v) for v in values if v is not None]
     lo, hi = t_interval(seen)
+    if lo is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return stat(np.mean(seen) if seen else None, lo, hi, n=len(seen),
                 per_seed=[None if v is None else float(v) for v in values], interval="t")
 
@@ -123,7 +132,7 @@ def aggregate_tree(trees: list, *, keep: frozenset | set = frozenset(), _key: st
     if all(schema.is_sample(t) for t in present):
         return of_samples(present)
     if all(_is_number(t) for t in present):
-        return of_seeds(trees)
+        return of_seeds(trees, bounds=BOUNDS.get(_key, (-math.inf, math.inf)))
     if all(isinstance(t, dict) for t in present):
         keys = list(dict.fromkeys(k for t in present for k in t))
         return {k: aggregate_tree([t.get(k) if isinstance(t, dict) else None for t in trees], keep=keep, _key=k)

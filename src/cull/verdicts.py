@@ -25,8 +25,9 @@ def find_model(agg: dict, method: str, threshold: float) -> dict | None:
 
 def _part(what: str, s: dict | None, bound: float, *, strict: bool = True, scale: float = 1.0) -> dict:
     verdict = verdict_above(s, bound, strict=strict)
-    if s is None:
-        return {"what": what, "verdict": verdict, "mean": None, "lo": None, "hi": None, "n": 0, "note": "not measured"}
+    if s is None or s["mean"] is None:
+        return {"what": what, "verdict": verdict, "mean": None, "lo": None, "hi": None, "n": 0,
+                "note": "no example to measure (e.g. no successful attack)"}
     f = lambda v: None if v is None else scale * v  # noqa: E731
     return {"what": what, "verdict": verdict, "mean": f(s["mean"]), "lo": f(s["lo"]), "hi": f(s["hi"]),
             "n": s["n"], "seeds": s["seeds"], "interval": s["interval"]}

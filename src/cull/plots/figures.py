@@ -45,8 +45,10 @@ def threshold_lines(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *
     Parameters
     ----------
     panels : {panel title: {series label: {threshold: value}}}; threshold 0 is
-        the unsanitized model. Series with no point are skipped; a series whose
-        label starts with "paper" is drawn as a dashed black reference.
+        the unsanitized model. A value is a number, or (mean, lo, hi): the mean
+        over seeds with its 95% interval, drawn as an error bar. Series with no
+        point are skipped; a series whose label starts with "paper" is drawn as
+        a dashed black reference.
     """
     panels = {k: {s: pts for s, pts in v.items() if pts} for k, v in panels.items()}
     panels = {k: v for k, v in panels.items() if v}
@@ -59,7 +61,12 @@ def threshold_lines(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *
         for label, pts in series.items():
             ts = sorted(pts)
             style = PAPER_STYLE if label.startswith("paper") else {"marker": "o"}
-            ax.plot([x[t] for t in ts], [pts[t] for t in ts], label=label, **style)
+            ys = [pts[t][0] if isinstance(pts[t], tuple) else pts[t] for t in ts]
+            if all(isinstance(pts[t], tuple) for t in ts):
+                err = [[y - pts[t][1] for t, y in zip(ts, ys)], [pts[t][2] - y for t, y in zip(ts, ys)]]
+                ax.errorbar([x[t] for t in ts], ys, yerr=err, capsize=3, label=label, **style)
+            else:
+                ax.plot([x[t] for t in ts], ys, label=label, **style)
         ax.set_xticks(range(len(ticks)), [threshold_label(t) for t in ticks], rotation=30, ha="right")
         ax.set_xlabel("sanitization threshold (0 = unsanitized)")
         ax.set_ylabel(ylabel)
@@ -70,23 +77,28 @@ def threshold_lines(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *
     return fig
 
 
-def cdf_panels(panels: list[tuple[str, Mapping[str, tuple[np.ndarray, np.ndarray]], float | None]], *,
+def cdf_panels(panels: list[tuple[str, list[Mapping[str, tuple[np.ndarray, np.ndarray]]], float | None]], *,
                xlabel: str, title: str) -> Figure | None:
-    """Empirical CDFs, one subplot per sanitized model.
+    """Empirical CDFs, one subplot per sanitized model, one curve per set and seed.
 
     Parameters
     ----------
-    panels : [(panel title, {set name: (values (n,), cdf (n,))}, detector threshold or None)];
-        values ascending, cdf in [0, 1]. The set "normal" is drawn black.
+    panels : [(panel title, [per seed: {set name: (values (n,), cdf (n,))}], detector threshold or None)];
+        values ascending, cdf in [0, 1]. The set "normal" is drawn black; a set keeps
+        its colour across seeds, so the spread between seeds shows as a band of curves.
     """
-    panels = [p for p in panels if p[1]]
+    panels = [p for p in panels if any(p[1])]
     if not panels:
         return None
     fig, axes = _panels(len(panels))
-    for ax, (name, curves, tau) in zip(axes, panels):
-        for label, (values, cdf) in curves.items():
-            style = {"color": "black", "linewidth": 2} if label == "normal" else {}
-            ax.step(np.maximum(values, KL_FLOOR), cdf, where="post", label=label, **style)
+    for ax, (name, seeds, tau) in zip(axes, panels):
+        colours = {}
+        for i, curves in enumerate(seeds):
+            for label, (values, cdf) in curves.items():
+                colours.setdefault(label, "black" if label == "normal" else f"C{len(colours) % 10}")
+                style = {"linewidth": 2 if label == "normal" else 1.2, "alpha": 1.0 if i == 0 else 0.5}
+                ax.step(np.maximum(values, KL_FLOOR), cdf, where="post", color=colours[label],
+                        label=label if i == 0 else None, **style)
         if tau is not None:
             ax.axvline(max(tau, KL_FLOOR), color="grey", linestyle="--", label=f"threshold {tau:.3g}")
         ax.set_xscale("log")
@@ -115,9 +127,15 @@ def composition(panels: Mapping[str, list[dict]]) -> Figure | None:
     for ax, (name, rows) in zip(axes, panels.items()):
         rows = sorted(rows, key=lambda r: r["threshold"])
         x = range(len(rows))
-        shares = np.array([r["class_fractions"] for r in rows])  # (thresholds, K)
+        # class_fractions: (K,) numbers, or (K,) aggregate Stats (mean over seeds with a 95% t interval)
+        stats = [[f if isinstance(f, dict) else {"mean": f, "lo": None, "hi": None} for f in r["class_fractions"]]
+                 for r in rows]
+        shares = np.array([[f["mean"] for f in r] for r in stats])  # (thresholds, K)
         for k in range(shares.shape[1]):
             ax.plot(x, 100 * shares[:, k], marker="o", color=f"C{k}", label=str(k))
+            lo = [r[k]["lo"] for r in stats]
+            if all(v is not None for v in lo):
+                ax.fill_between(x, [100 * v for v in lo], [100 * r[k]["hi"] for r in stats], color=f"C{k}", alpha=0.15)
         ax.set_xticks(x, [threshold_label(r["threshold"]) for r in rows], rotation=30, ha="right")
         ax.set_xlabel("sanitization threshold")
         ax.set_ylabel("share of kept images (%)")
@@ -133,7 +151,8 @@ def training_curves(curves: Mapping[str, list[dict]]) -> Figure | None:
 
     Parameters
     ----------
-    curves : {model name: rows with ``epoch``, ``loss``, ``train_acc``, ``eval_acc``}.
+    curves : {model name: rows with ``epoch``, ``loss``, ``train_acc``, ``eval_acc``}; a value is a
+        number, or an aggregate Stat (mean over seeds, drawn with a band of its 95% t interval).
     """
     curves = {k: v for k, v in curves.items() if v}
     if not curves:
@@ -142,8 +161,14 @@ def training_curves(curves: Mapping[str, list[dict]]) -> Figure | None:
     for ax, key in zip(axes, ("loss", "train_acc", "eval_acc")):
         for name, rows in curves.items():
             pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=name)
+            if not pts:
+                continue
+            epochs = [e for e, _ in pts]
+            ys = [v["mean"] if isinstance(v, dict) else v for _, v in pts]
+            (line,) = ax.plot(epochs, ys, marker="o", label=name)
+            if all(isinstance(v, dict) and v["lo"] is not None for _, v in pts):
+                ax.fill_between(epochs, [v["lo"] for _, v in pts], [v["hi"] for _, v in pts],
+                                color=line.get_color(), alpha=0.2)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(key)

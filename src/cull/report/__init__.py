@@ -1,17 +1,19 @@
 """The report: the paper's numbers beside ours, figures, and what differs (paper §3).
 
-Reads what the pipeline wrote under ``metrics/`` and three files under
-``data/`` (the headline model's attacks and divergences, the font preview),
+Reads ``metrics/aggregate.json`` (every number, with its interval) and
+``metrics/verdicts.json`` (one verdict per claim), the per-seed CDF plot data
+under ``metrics/models/``, and three files under ``data/`` (the headline
+model's first-seed attacks and divergences, the font preview),
 and writes into one output folder: ``report.md``, ``figures/*.png`` and
 ``threshold_<method>.csv`` (IGSM accuracy and C&W distortion per sanitization
 threshold, a DVC plot). It never writes under ``metrics/``.
 
-A missing input (a partial run; an SVHN run, which has no canonical
-sanitization) turns its section into a "Not run" note naming the file.
+A section the run has nothing for (an SVHN run has no canonical sanitization)
+says "Not run"; a missing or stale aggregate is an error (run dvc repro).
 
 Every number called "paper" comes from the constant block in `paper.py`,
 typed in from Liu, Chen and Chen (2018); every number called "ours" comes from
-the metrics files. Metrics store accuracies and rates as fractions in [0, 1]; the
+the aggregate, which computed its interval; the report only formats. Metrics store accuracies and rates as fractions in [0, 1]; the
 report shows them, like the paper, as percentages.
 
 One module per part: `inputs` reads the files, `tables`, `robustness`,
@@ -31,11 +33,12 @@ from cull.report.gaps import Gap, _differences
 from cull.report.inputs import PARAM_KEYS, Inputs, gather
 from cull.report.robustness import _cw, _igsm, _threshold_csvs
 from cull.report.tables import _headline, _intro, _run_context, _sizes
+from cull.report.verdicts import _verdicts
 
 __all__ = ["PARAM_KEYS", "SECTIONS", "Gap", "Inputs", "gather", "write_report"]
 
 
-SECTIONS = ("Run context", "Headline numbers", "Sanitized training-set size", "Class composition",
+SECTIONS = ("Verdicts", "Run context", "Headline numbers", "Sanitized training-set size", "Class composition",
             "Robustness to IGSM", "Carlini & Wagner distortion", "Detection", "Training curves",
             "Example adversarial images", "Canonical examples", "Differences from the paper", "Adaptive attacker")
 
@@ -45,7 +48,7 @@ def write_report(inp: Inputs, out: Path) -> str:
     out = Path(out)
     figdir = out / "figures"
     gaps: list[Gap] = []
-    parts = [_intro(inp), _run_context(inp, gaps), _headline(inp, gaps), _sizes(inp, gaps),
+    parts = [_intro(inp), _verdicts(inp), _run_context(inp, gaps), _headline(inp, gaps), _sizes(inp, gaps),
              _composition(inp, figdir), _igsm(inp, figdir), _cw(inp, figdir), _detection(inp, figdir, gaps),
              _curves(inp, figdir), _grid(inp, figdir), _fonts(inp, figdir)]
     parts.append(_differences(inp, gaps))  # after the paper's sections: it lists the gaps they collected
@@ -56,5 +59,7 @@ def write_report(inp: Inputs, out: Path) -> str:
         tmp.write_text(text, encoding="utf-8")
     n_figures, not_run = text.count("](figures/"), text.count("_Not run:") + text.count(ADAPTIVE_NOT_RUN)
     large = sum(g.large for g in gaps)
+    verdicts = [v["verdict"] for v in inp.verdicts.values()]
+    tally = ", ".join(f"{verdicts.count(v)} {v.lower()}" for v in ("REPRODUCED", "CONTRADICTED", "INCONCLUSIVE"))
     return (f"report: wrote {out / 'report.md'} with {n_figures} figures; {not_run} part(s) not run; "
-            f"{large} of {len(gaps)} compared numbers differ markedly from the paper")
+            f"{large} of {len(gaps)} compared numbers differ markedly from the paper; claims: {tally}")

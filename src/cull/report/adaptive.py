@@ -6,7 +6,7 @@ whether the defence holds or breaks on each model.
 from __future__ import annotations
 
 from cull.report.inputs import Inputs, Model, _get
-from cull.report.markdown import DASH, _num, _pct, _table
+from cull.report.markdown import DASH, _num, _pct, _table, mean
 
 DEFENCE_BROKEN = 0.5  # the adaptive attacker "breaks" the defence when it fools the system this often (a fraction)
 
@@ -18,59 +18,45 @@ ADAPTIVE_VARIANTS = (("oblivious", "oblivious C&W"), ("adaptive", "adaptive C&W"
 
 
 def _strongest(a: dict, variants: tuple[str, ...]) -> tuple[str, str, dict] | None:
-    """(variant, kappa key, row) with the highest success rate, then the smallest mean L2; None if none ran."""
-    rows = [(v, k, r) for v in variants for k, r in (a.get(v) or {}).items() if r.get("success_rate") is not None]
+    """(variant, kappa key, row) with the highest mean success rate, then the smallest mean L2; None if none ran."""
+    rows = [(v, k, r) for v in variants for k, r in (a.get(v) or {}).items() if mean(r["success_rate"]) is not None]
     if not rows:
         return None
-    return max(rows, key=lambda vkr: (vkr[2]["success_rate"], -(vkr[2]["mean_l2"] or 0.0)))
-
-
-def _average(a: dict, variant: str, key: str, kappas: list[str]):
-    values = [_get(a, variant, k, key) for k in kappas]
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    return max(rows, key=lambda vkr: (mean(vkr[2]["success_rate"]), -(mean(vkr[2]["mean_l2"]) or 0.0)))
 
 
 def _adaptive_verdict(m: Model) -> list[str]:
     a = m.adaptive
     best = _strongest(a, ("adaptive", "sum"))
     if best is None:
-        return [f"{m.label}: no adaptive row in {m.files['adaptive']}."]
+        return [f"{m.label}: no adaptive row in {m.files}/adaptive.json."]
     variant, kappa, row = best
     names = dict(ADAPTIVE_VARIANTS)
     oblivious = _strongest(a, ("oblivious",))
     versus = (f"the oblivious attacker of §3.4: {_pct(oblivious[2]['success_rate'])}% at best" if oblivious
               else "no oblivious rows to compare")
     reference = _get(a, "oblivious", "0", "found_mean_l2")  # distortion to fool the sanitized classifier alone
-    if row["success_rate"] >= DEFENCE_BROKEN:
+    rate = row["success_rate"]
+    # "Breaks" and "holds" are read off the interval: broken if even its lower bound reaches DEFENCE_BROKEN.
+    lower = rate["lo"] if rate["lo"] is not None else rate["mean"]
+    upper = rate["hi"] if rate["hi"] is not None else rate["mean"]
+    if lower >= DEFENCE_BROKEN:
         out = (f"**The defence breaks on the {m.label} model.** The {names[variant]} attacker fools the "
-               f"detector + classifier system on {_pct(row['success_rate'])}% of its attempts at κ = {kappa} "
+               f"detector + classifier system on {_pct(rate)}% of its attempts at κ = {kappa} "
                f"({versus}), at a mean L2 of {_num(row['mean_l2'], '.3f')}.")
-        if reference is not None and row["mean_l2"] is not None:
-            out += (f" Fooling the sanitized classifier alone took a mean L2 of {reference:.3f} (oblivious C&W, "
-                    f"κ = 0), so what the detector buys is the extra distortion: {row['mean_l2'] - reference:+.3f} "
-                    f"({row['mean_l2'] / reference:.2f}×).")
-        if oblivious and oblivious[2]["success_rate"] >= DEFENCE_BROKEN:
-            out += (f" The detector stops little here even without adaptation (τ = {_num(a.get('threshold'))}): "
-                    "the oblivious attacker already fools the system that often.")
-    else:
+        if mean(reference) is not None:
+            out += (f" Fooling the sanitized classifier alone took a mean L2 of {_num(reference, '.3f')} (oblivious "
+                    "C&W, κ = 0): the gap between the two is what the detector buys.")
+    elif upper < DEFENCE_BROKEN:
         out = (f"The defence holds on the {m.label} model against these attackers: at most "
-               f"{_pct(row['success_rate'])}% of attempts fool the system ({names[variant]}, κ = {kappa}; {versus}). "
-               f"With {a.get('n_sources', DASH)} source image(s) × 9 targets and {a.get('steps', DASH)} Adam steps × "
-               f"{a.get('search_steps', DASH)} search steps this is a small search: a defence that survives a weak "
-               "adaptive attack can still fall to a stronger one (Tramèr et al., 2020).")
-    shared = sorted(set(a.get("adaptive") or {}) & set(a.get("sum") or {}), key=float)
-    if shared:
-        rates = {v: _average(a, v, "success_rate", shared) for v in ("adaptive", "sum")}
-        l2s = {v: _average(a, v, "mean_l2", shared) for v in ("adaptive", "sum")}
-        if rates["adaptive"] != rates["sum"]:
-            strong = max(rates, key=rates.get)
-        else:
-            strong = min(l2s, key=lambda v: float("inf") if l2s[v] is None else l2s[v])
-        weak = "sum" if strong == "adaptive" else "adaptive"
-        out += (f" Of the two adaptive attackers the {names[strong]} is the stronger here: success "
-                f"{_pct(rates[strong])}% against {_pct(rates[weak])}% averaged over κ {', '.join(shared)}, "
-                f"mean L2 {_num(l2s[strong], '.3f')} against {_num(l2s[weak], '.3f')}.")
+               f"{_pct(rate)}% of attempts fool the system ({names[variant]}, κ = {kappa}; {versus}). "
+               f"With {a.get('n_sources', DASH)} source image(s) per seed × 9 targets and {a.get('steps', DASH)} Adam "
+               f"steps × {a.get('search_steps', DASH)} search steps this is a small search: a defence that survives "
+               "a weak adaptive attack can still fall to a stronger one (Tramèr et al., 2020).")
+    else:
+        out = (f"On the {m.label} model it is not settled whether the defence holds: the strongest attacker "
+               f"({names[variant]}, κ = {kappa}) fools the system on {_pct(rate)}% of attempts, an interval that "
+               f"straddles {100 * DEFENCE_BROKEN:g}% ({versus}).")
     return [out]
 
 
@@ -86,7 +72,7 @@ def _adaptive(inp: Inputs) -> str:
            "accuracy % / attack success % / mean L2 of the successes, over every attempt (n source images × 9 "
            "targets per κ)."]
     ran = [m for m in inp.sanitized if m.adaptive]
-    missing = [m.files["adaptive"] for m in inp.sanitized if m.adaptive is None]
+    missing = [m.files + "/adaptive.json" for m in inp.sanitized if m.adaptive is None]
     note = f"{ADAPTIVE_NOT_RUN} {', '.join(map(str, missing))} {'is' if len(missing) == 1 else 'are'} missing._"
     if not ran:
         return "\n\n".join(out + [note])
@@ -94,13 +80,15 @@ def _adaptive(inp: Inputs) -> str:
     def cell(r):
         if r is None:
             return DASH
-        return f"{_pct(r.get('system_acc'))} / {_pct(r.get('success_rate'))} / {_num(r.get('mean_l2'), '.3f')}"
+        return (f"{_pct(r['system_acc'], n=False)} / {_pct(r['success_rate'])} / "
+                f"{_num(r['mean_l2'], '.3f', n=False)}")
 
     rows = []
     for m in ran:
         a = m.adaptive
         for k in sorted({k for v, _ in ADAPTIVE_VARIANTS for k in (a.get(v) or {})}, key=float):
-            rows.append([m.label, k, _num(a.get("threshold"))] + [cell(_get(a, v, k)) for v, _ in ADAPTIVE_VARIANTS])
+            rows.append([m.label, k, _num(a.get("threshold"), n=False)]
+                        + [cell((a.get(v) or {}).get(k)) for v, _ in ADAPTIVE_VARIANTS])
     out.append(_table(["model", "κ", "τ"] + [name for _, name in ADAPTIVE_VARIANTS], rows))
     for m in ran:
         out += _adaptive_verdict(m)

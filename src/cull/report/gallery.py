@@ -14,22 +14,21 @@ from cull.report.markdown import _figure, _missing, _not_run
 
 def _composition(inp: Inputs, figdir: Path) -> str:
     out = ["## 4. Class composition (Fig. 11)"]
-    if inp.tables is None:
-        return "\n\n".join(out + [_missing(inp.metrics / "tables.json")])
     fig = figures.composition({m: inp.tables.get(m) for m in METHODS})
-    caption = "Share of each digit among the kept training images, per threshold (paper Fig. 11)."
+    caption = ("Share of each digit among the kept training images, per threshold, mean over seeds with its "
+               "95% t band (paper Fig. 11).")
     out.append(_figure(figdir, "class_composition.png", fig, caption))
     return "\n\n".join(out)
 
 
 def _curves(inp: Inputs, figdir: Path) -> str:
-    curves = {"canonical (fonts)": inp.canonical_curve, "unsanitized": inp.unsanitized.curve}
+    curves = {"canonical (fonts)": inp.canonical["curve"], "unsanitized": inp.unsanitized.curve}
     curves |= {m.label: m.curve for m in inp.sanitized}
     out = ["## 8. Training curves"]
     if not any(curves.values()):
-        return "\n\n".join(out + [_not_run("no training curve under metrics/curves or metrics/sweep")])
+        return "\n\n".join(out + [_not_run("no training curve in metrics/aggregate.json")])
     out.append(_figure(figdir, "training_curves.png", figures.training_curves(curves),
-                       "Loss and accuracy per epoch of every trained model."))
+                       "Loss and accuracy per epoch of every trained model, mean over seeds with its 95% t band."))
     missing = [name for name, rows in curves.items() if rows is None]
     if missing:
         out.append(_not_run("no curve for " + ", ".join(missing)))
@@ -53,9 +52,10 @@ def _grid(inp: Inputs, figdir: Path) -> str:
         else:
             note = f"{inp.detect_npz} has no {key} array matching the attack rows (has {sorted(scores)[:12]})"
     cells, cols = figures.grid_cells(attacks, divergence)
-    fig = figures.image_grid(cells, col_titles=cols, title=f"C&W examples on the {inp.sanitized[0].label} model")
-    out.append(_figure(figdir, "adversarial_grid.png", fig,
-                       f"Targeted C&W examples on the headline sanitized model, source→target per cell; {note}."))
+    fig = figures.image_grid(cells, col_titles=cols, title=f"C&W examples on the {inp.sanitized[0].label} model, "
+                             f"seed {inp.seeds[0]}")
+    out.append(_figure(figdir, "adversarial_grid.png", fig, "Targeted C&W examples on the headline sanitized model "
+                       f"(seed {inp.seeds[0]}), source→target per cell; {note}."))
     return "\n\n".join(out)
 
 

@@ -1,8 +1,10 @@
-"""What the report reads: every model's metrics files under ``metrics/``, gathered once.
+"""What the report reads: metrics/aggregate.json and metrics/verdicts.json, plus per-seed plot data.
 
-`gather` returns an `Inputs`; a file that is absent is None there, and the
-section that needs it says "Not run". `_get` and `_by_float` read the nested
-metrics JSON for every section.
+`gather` returns an `Inputs`. Every number comes from the aggregate, where each
+is a `Stat` (`cull.schema`): mean, sd, 95% interval and n, computed by the
+aggregate stage and only formatted here. The figures also read per-seed plot
+data (the divergence CDFs) and the headline model's first-seed archives (the
+example images).
 """
 from __future__ import annotations
 
@@ -10,34 +12,30 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from cull import schema
 from cull.artifacts import load_json
-from cull.params import SweepItem
-from cull.plots.figures import threshold_label
 
 METHODS = ("canonical", "self")
-PARAM_KEYS = ("threshold", "method", "sweep", "dataset", "base", "split", "igsm", "cw", "detect",
-              "train", "tables", "fonts")  # what the report stage reads (dvc.yaml lists the same)
+PARAM_KEYS = ("threshold", "method", "models", "seeds", "dataset", "base", "split", "igsm", "cw", "detect",
+              "adaptive", "train", "tables", "fonts")  # what the report stage reads (dvc.yaml lists the same)
 
 
 @dataclass
 class Model:
-    """One trained classifier and what the pipeline measured on it; None = that file is absent."""
+    """One trained classifier, its aggregated metrics (`Stat` leaves) and its per-seed CDF plot data."""
 
     name: str
     method: str | None  # canonical | self; None for the unsanitized model
     threshold: float  # 0 for the unsanitized model
-    files: dict[str, Path]  # role -> file looked for
-    filter: dict | None = None
-    train: dict | None = None  # {test_acc, train_size, epochs}
-    attacks: dict | None = None
+    label: str
+    files: str  # the per-seed metrics folder pattern, metrics/models/<name>/seed-<s>
+    train: dict
+    attacks: dict
+    curve: list | None = None
+    filter: dict | None = None  # None for the unsanitized model
     detect: dict | None = None
-    cdf: list[dict] | None = None  # rows of set, divergence, value, cdf
-    curve: list[dict] | None = None  # rows of epoch, loss, train_acc, eval_acc
-    adaptive: dict | None = None  # the adaptive attacker (beyond the paper)
-
-    @property
-    def label(self) -> str:
-        return "unsanitized" if self.method is None else f"{self.method} ≥ {threshold_label(self.threshold)}"
+    adaptive: dict | None = None
+    cdf: list[list[dict]] | None = None  # per seed: rows of set, divergence, value, cdf
 
 
 @dataclass
@@ -46,15 +44,16 @@ class Inputs:
 
     params: dict
     metrics: Path
-    fonts: dict | None
-    canonical: dict | None
-    canonical_curve: list[dict] | None
-    scores: dict | None
-    tables: dict | None
+    agg: dict
+    verdicts: dict
+    seeds: list[int]
+    fonts: dict
+    canonical: dict
+    scores: dict
+    tables: dict
     unsanitized: Model
-    sanitized: list[Model]  # the headline model first, then each sweep item
-    stale_sweep: list[str]  # folders under metrics/sweep that params.sweep no longer lists
-    attacks_npz: Path
+    sanitized: list[Model]  # the headline model first, then the other rows of params `models`
+    attacks_npz: Path  # the headline model's first seed
     detect_npz: Path
     fonts_preview: Path
 
@@ -68,10 +67,10 @@ class Inputs:
         return next((m for m in self.sanitized if m.method == method and _same(m.threshold, threshold)), None)
 
 
-def read_csv(path: Path) -> list[dict] | None:
-    """Rows of a headed CSV, numeric cells as float; None if the file is absent."""
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a headed CSV, numeric cells as float."""
     if not path.is_file():
-        return None
+        raise FileNotFoundError(f"{path}: file not found (run dvc repro)")
     with open(path, newline="") as f:
         return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
@@ -83,54 +82,34 @@ def _number(text: str):
         return text
 
 
-def _optional_json(path: Path):
-    return load_json(path) if path.is_file() else None
+def _model(entry: dict, metrics: Path, seeds: list[int]) -> Model:
+    name = entry["name"]
+    cdf = None
+    if entry.get("detect") is not None:
+        cdf = [read_csv(schema.seed_dir(metrics, name, s) / "detect_cdf.csv") for s in seeds]
+    return Model(name=name, method=entry["method"], threshold=entry["threshold"], label=entry["label"],
+                 files=entry["files"], train=entry["train"], attacks=entry["attack"], curve=entry.get("curve"),
+                 filter=entry.get("filter"), detect=entry.get("detect"), adaptive=entry.get("adaptive"), cdf=cdf)
 
 
-def _model(name: str, method: str | None, threshold: float, files: dict[str, Path]) -> Model:
-    found = {role: (read_csv if path.suffix == ".csv" else _optional_json)(path) for role, path in files.items()}
-    return Model(name, method, threshold, files, **found)
-
-
-def _model_files(folder: Path, names: dict[str, str]) -> dict[str, Path]:
-    return {role: folder / name for role, name in names.items()}
-
-
-# Where each model's files live (role -> path), as dvc.yaml's stages write them.
-HEADLINE_FILES = {"filter": "filter.json", "train": "sanitized.json", "attacks": "attacks/sanitized.json",
-                  "detect": "detect/sanitized.json", "cdf": "detect/sanitized_cdf.csv", "curve": "curves/sanitized.csv",
-                  "adaptive": "adaptive/sanitized.json"}
-SWEEP_FILES = {"filter": "filter.json", "train": "train.json", "attacks": "attacks.json",
-               "detect": "detect.json", "cdf": "detect_cdf.csv", "curve": "curve.csv",
-               "adaptive": "adaptive.json"}  # under sweep/<name>/
-UNSANITIZED_FILES = {"train": "unsanitized.json", "attacks": "attacks/unsanitized.json",
-                     "curve": "curves/unsanitized.csv"}
-
-
-def gather(metrics: Path, data: Path, params: dict) -> Inputs:
-    """Read every input that exists. `params` holds `PARAM_KEYS` as `cull.params.load` returns them."""
-    metrics, data = Path(metrics), Path(data)
-    if not metrics.is_dir():
-        raise FileNotFoundError(f"{metrics}: metrics folder not found")
-    headline = SweepItem(params["method"], params["threshold"])
-    sanitized = [_model(headline.name, headline.method, headline.threshold, _model_files(metrics, HEADLINE_FILES))]
-    for item in params["sweep"]:
-        if item.name not in [m.name for m in sanitized]:
-            files = _model_files(metrics / "sweep" / item.name, SWEEP_FILES)
-            sanitized.append(_model(item.name, item.method, item.threshold, files))
-    sweep_dir = metrics / "sweep"
-    listed = {item.name for item in params["sweep"]}
-    stale = sorted(d.name for d in sweep_dir.iterdir() if d.is_dir() and d.name not in listed) \
-        if sweep_dir.is_dir() else []
+def gather(aggregate: Path, verdicts: Path, metrics: Path, data: Path, params: dict) -> Inputs:
+    """Read the aggregate, the verdicts and the plot data. `params` holds `PARAM_KEYS` as `cull.params.load` gives."""
+    aggregate, metrics, data = Path(aggregate), Path(metrics), Path(data)
+    agg = schema.check_aggregate(load_json(aggregate), aggregate)
+    found = schema.check_verdicts(load_json(verdicts), verdicts)
+    wanted = [row.name for row in params["models"]]
+    missing = [name for name in wanted if name not in agg["models"]]
+    if agg["seeds"] != params["seeds"] or missing:
+        raise ValueError(f"{aggregate}: written for seeds {agg['seeds']} and rows {sorted(agg['models'])}, but params "
+                         f"ask for seeds {params['seeds']} and rows {wanted} (run dvc repro)")
+    seeds = agg["seeds"]
+    head = schema.seed_dir(data, agg["headline"], seeds[0])
     return Inputs(
-        params=params, metrics=metrics, fonts=_optional_json(metrics / "fonts.json"),
-        canonical=_optional_json(metrics / "canonical.json"),
-        canonical_curve=read_csv(metrics / "curves/canonical.csv"),
-        scores=_optional_json(metrics / "scores.json"), tables=_optional_json(metrics / "tables.json"),
-        unsanitized=_model("unsanitized", None, 0.0, _model_files(metrics, UNSANITIZED_FILES)),
-        sanitized=sanitized, stale_sweep=stale,
-        attacks_npz=data / "attacks/sanitized.npz", detect_npz=data / "detect/sanitized.npz",
-        fonts_preview=data / "fonts_preview.png",
+        params=params, metrics=metrics, agg=agg, verdicts=found, seeds=seeds, fonts=agg["fonts"],
+        canonical=agg["canonical"], scores=agg["scores"], tables=agg["tables"],
+        unsanitized=_model(agg["models"]["unsanitized"], metrics, seeds),
+        sanitized=[_model(agg["models"][name], metrics, seeds) for name in wanted],
+        attacks_npz=head / "attacks.npz", detect_npz=head / "detect.npz", fonts_preview=data / "fonts_preview.png",
     )
 
 
@@ -139,9 +118,12 @@ def _same(a: float, b: float) -> bool:
 
 
 def _get(obj, *keys):
-    """obj[k1][k2]...; None where a key is absent or a level is None."""
+    """obj[k1][k2]...; None only where the aggregate itself holds None (a setting with no example).
+
+    A key the aggregate lacks is a KeyError: the report never guesses a layout.
+    """
     for key in keys:
-        if not isinstance(obj, dict) or key not in obj:
+        if obj is None:
             return None
         obj = obj[key]
     return obj

@@ -1,19 +1,44 @@
-"""Markdown pieces shared by the sections: numbers, tables, "Not run" notes, figures."""
+"""Markdown pieces shared by the sections: numbers with their intervals, tables, "Not run" notes, figures.
+
+A number of ours is a `Stat` from the aggregate; it prints as
+``mean [lo, hi] (n=N)``: the 95% interval and the count behind it (examples
+for a pooled rate or mean, seeds for an across-seed statistic).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 from cull.artifacts import save_figure
+from cull.schema import is_stat
 
 DASH = "—"  # a value the metrics do not hold
 
 
-def _pct(fraction) -> str:
-    return DASH if fraction is None else f"{100 * fraction:.2f}"
+def mean(x):
+    """The point value of a Stat (its mean), or `x` itself."""
+    return x["mean"] if is_stat(x) else x
 
 
-def _num(value, spec: str = ".4g") -> str:
-    return DASH if value is None else format(value, spec)
+def _fmt(x, spec: str, scale: float, with_n: bool) -> str:
+    if x is None or mean(x) is None:
+        return DASH
+    if not is_stat(x):
+        return format(x if scale == 1.0 else scale * x, spec)
+    text = format(scale * x["mean"], spec)
+    if x["lo"] is not None:
+        text += f" [{format(scale * x['lo'], spec)}, {format(scale * x['hi'], spec)}]"
+    if with_n:
+        text += f" (n={x['n']})"
+    return text
+
+
+def _pct(x, *, n: bool = True) -> str:
+    """A rate as a percentage, with its interval and n when it is a Stat."""
+    return _fmt(x, ".2f", 100.0, n)
+
+
+def _num(x, spec: str = ".4g", *, n: bool = True) -> str:
+    return _fmt(x, spec, 1.0, n)
 
 
 def _plain(value: float) -> str:

@@ -4,19 +4,14 @@ Also writes ``threshold_<method>.csv``, the same numbers per threshold as a DVC 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from cull.aggregate import nines
 from cull.artifacts import save_csv
 from cull.plots import figures
 from cull.report.inputs import METHODS, Inputs, Model, _get
-from cull.report.markdown import DASH, _figure, _missing, _not_run, _num, _pct, _table
+from cull.report.markdown import DASH, _figure, _missing, _not_run, _num, _pct, _table, mean
 from cull.report.paper import PAPER_CW0_L2, PAPER_IGSM5
-
-
-def nines(threshold: float) -> float:
-    """-log10(1 - threshold), an axis that spreads thresholds crowding towards 1: 0.9 -> 1, 0.9999 -> 4."""
-    return round(-math.log10(1.0 - threshold), 9) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def _attacked(inp: Inputs) -> list[Model]:
@@ -30,10 +25,18 @@ def _keys(models: list[Model], attack: str) -> list[str]:
     return sorted(keys, key=float)
 
 
-def _threshold_series(inp: Inputs, attack: str, value) -> dict:
+def _point(s, scale: float):
+    if s is None or s["mean"] is None:
+        return None
+    lo, hi = (s["lo"], s["hi"]) if s["lo"] is not None else (s["mean"], s["mean"])
+    return scale * s["mean"], scale * lo, scale * hi
+
+
+def _threshold_series(inp: Inputs, attack: str, value, *, scale: float = 1.0) -> dict:
     """{panel: {series: {threshold: value}}} for Fig. 4-6; the unsanitized model is threshold 0 in every panel.
 
-    `value` maps one setting's metrics ({"acc"}, {"success_rate", "mean_l2"} or None) to a number or None.
+    `value` maps one setting's metrics ({"acc"}, {"success_rate", "mean_l2"} or None) to a Stat or None;
+    each point becomes (mean, lo, hi) scaled by `scale`, drawn with its 95% interval as an error bar.
     """
     models = _attacked(inp)
     panels = {}
@@ -43,7 +46,7 @@ def _threshold_series(inp: Inputs, attack: str, value) -> dict:
             continue
         series = {}
         for k in _keys(models, attack):
-            points = {m.threshold: value(_get(m.attacks, attack, k)) for m in members}
+            points = {m.threshold: _point(value(_get(m.attacks, attack, k)), scale) for m in members}
             label = f"{k} iterations" if attack == "igsm" else f"κ = {k}"
             series[label] = {t: v for t, v in points.items() if v is not None}
         panels[f"{method} sanitization"] = series
@@ -58,9 +61,13 @@ def _threshold_csvs(inp: Inputs, out: Path) -> None:
         rows = []
         for m in (m for m in models if m.method in (None, method)):
             row = {"threshold": m.threshold, "nines": nines(m.threshold), "model": m.name,
-                   "train_size": _get(m.train, "train_size"), "test_acc": _get(m.train, "test_acc")}
-            row |= {f"igsm_{k}": _get(m.attacks, "igsm", k, "acc") for k in igsm}
-            row |= {f"cw_l2_k{k.replace('.', 'p')}": _get(m.attacks, "cw", k, "mean_l2") for k in cw}
+                   "train_size": mean(_get(m.train, "train_size")), "test_acc": mean(_get(m.train, "test_acc"))}
+            for k in igsm:
+                s = _get(m.attacks, "igsm", k, "acc")
+                row |= {f"igsm_{k}": mean(s), f"igsm_{k}_lo": s["lo"], f"igsm_{k}_hi": s["hi"]}
+            for k in cw:
+                s, key = _get(m.attacks, "cw", k, "mean_l2"), f"cw_l2_k{k.replace('.', 'p')}"
+                row |= {key: mean(s), f"{key}_lo": s["lo"], f"{key}_hi": s["hi"]}
             rows.append(row)
         save_csv(out / f"threshold_{method}.csv", rows)
 
@@ -74,7 +81,7 @@ def _paper_points(series: dict, paper: dict, label: str) -> None:
 
 
 def _no_attacks(inp: Inputs) -> str:
-    return _missing(inp.unsanitized.files["attacks"], inp.sanitized[0].files["attacks"])
+    return _missing(inp.unsanitized.files + "/attack.json", inp.sanitized[0].files + "/attack.json")
 
 
 def _igsm(inp: Inputs, figdir: Path) -> str:
@@ -83,15 +90,16 @@ def _igsm(inp: Inputs, figdir: Path) -> str:
     if not models:
         return "\n\n".join(out + [_no_attacks(inp)])
     keys = _keys(models, "igsm")
-    rows = [[m.label, _get(m.train, "train_size") or _get(m.filter, "size") or DASH,
+    rows = [[m.label, _num(_get(m.train, "train_size"), ".6g", n=False),
              _pct(_get(m.train, "test_acc")), _pct(_get(m.attacks, "clean_acc"))]
             + [_pct(_get(m.attacks, "igsm", k, "acc")) for k in keys] for m in models]
     p = inp.params["igsm"]
     out.append(f"Accuracy (%) on IGSM examples, eps = {p.eps}, step {p.alpha}, "
-               f"{_get(models[0].attacks, 'n_igsm')} test images per model.")
+               f"{_get(models[0].attacks, 'n_igsm')} test images per model and seed; mean [95% Wilson interval] "
+               "(n = images over all seeds).")
     header = ["model", "train size", "test acc", "clean acc (attacked images)"] + [f"IGSM {k}" for k in keys]
     out.append(_table(header, rows))
-    series = _threshold_series(inp, "igsm", lambda r: None if r is None else 100 * r["acc"])
+    series = _threshold_series(inp, "igsm", lambda r: None if r is None else r["acc"], scale=100.0)
     if inp.dataset == "mnist":
         _paper_points(series, PAPER_IGSM5, "paper, 5 iterations")
     fig = figures.threshold_lines(series, ylabel="accuracy on IGSM examples (%)",
@@ -113,11 +121,14 @@ def _cw(inp: Inputs, figdir: Path) -> str:
     keys = _keys(models, "cw")
 
     def cell(m, k):
-        r = _get(m.attacks, "cw", k) or {}
-        return f"{_num(r.get('mean_l2'), '.3f')} ({_pct(r.get('success_rate'))}%)"
+        r = _get(m.attacks, "cw", k)
+        if r is None:
+            return DASH
+        return f"{_num(r['mean_l2'], '.3f')}; success {_pct(r['success_rate'], n=False)}%"
 
-    out.append(f"Mean L2 of successful targeted C&W examples (success rate), "
-               f"{_get(models[0].attacks, 'n_cw')} source images × 9 targets per model.")
+    out.append(f"Mean L2 of successful targeted C&W examples [95% bootstrap interval] (n = successful examples "
+               f"over all seeds); success rate [Wilson interval], {_get(models[0].attacks, 'n_cw')} source "
+               f"image(s) × 9 targets per model and seed.")
     rows = [[m.label] + [cell(m, k) for k in keys] for m in models]
     out.append(_table(["model"] + [f"κ = {k}" for k in keys], rows))
     series = _threshold_series(inp, "cw", lambda r: _get(r, "mean_l2"))

@@ -29,9 +29,13 @@ def _intro(inp: Inputs) -> str:
     extra = ", ".join(m.label for m in inp.sanitized[1:]) or "none"
     return (
         "# Less is More — reproduction report\n\n"
-        f"Dataset **{inp.dataset}**; headline sanitized model **{head.label}**; further sanitized models: {extra}.\n\n"
+        f"Dataset **{inp.dataset}**; headline sanitized model **{head.label}**; further sanitized models: {extra}; "
+        f"seeds {', '.join(map(str, inp.seeds))} (every model trained once per seed).\n\n"
         "\"Paper\" numbers are typed in from Liu, Chen and Chen (2018) and kept in one constant block of "
-        "`cull.report`; every \"ours\" number is read from `metrics/`. Accuracies and rates are percentages."
+        "`cull.report`; every \"ours\" number is read from `metrics/aggregate.json` and printed as "
+        "mean [95% interval] (n): n counts the examples pooled over all seeds for a rate or a mean distortion, "
+        "and the seeds for an across-seed statistic (τ, AUC, TPR at FPR, set sizes). Accuracies and rates are "
+        "percentages. Numbers differ between CPUs (different kernels) within these intervals."
     )
 
 
@@ -69,11 +73,12 @@ def _flat(obj, prefix: str = "") -> list[list[str]]:
 
 def _run_context(inp: Inputs, gaps: list[Gap]) -> str:
     p = inp.params
-    can = inp.canonical or {}
+    can = inp.canonical
     rows = [
         ["dataset", inp.dataset],
-        ["seed (base.seed)", p["base"].seed],
-        ["training pool (our images scored for sanitization)", _get(inp.tables, "total") or DASH],
+        ["model seeds (seeds)", ", ".join(map(str, inp.seeds))],
+        ["data seed: validation split, font faces (base.seed)", p["base"].seed],
+        ["training pool (our images scored for sanitization)", inp.tables["total"]],
         ["paper's training set", PAPER_TRAIN_SIZE[inp.dataset]],
         ["validation split held out of the pool (split.val_size)", p["split"].val_size],
         ["canonical (font) model: train / hold-out renders",
@@ -93,9 +98,9 @@ def _run_context(inp: Inputs, gaps: list[Gap]) -> str:
         out.append(f"Paper §3.2: {PAPER_FONTS['faces_kept']} faces (Windows 10, after dropping 9 hard-to-read ones) "
                    f"× 3 sizes × 7 angles × 10 digits = {PAPER_FONTS['images']} images.")
         for key, paper in PAPER_FONTS.items():
-            if isinstance(inp.fonts.get(key), int):
+            if isinstance(inp.fonts.get(key), int):  # fonts are rendered once, not per seed: a plain count
                 _compare(gaps, f"Fonts: {key}", paper, inp.fonts[key], "ratio")
-    params = {k: [dataclasses.asdict(i) for i in v] if k == "sweep" else
+    params = {k: [dataclasses.asdict(i) for i in v] if k == "models" else
               (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in p.items()}
     out += ["### Params", "```json\n" + json.dumps(params, indent=2) + "\n```"]
     return "\n\n".join(out)
@@ -105,7 +110,7 @@ def _headline(inp: Inputs, gaps: list[Gap]) -> str:
     rows = []
 
     def row(what, paper, ours, *, kind="points", fmt=_pct, missing="not run"):
-        _compare(gaps, what, paper, None if ours is None else (100 * ours if kind == "points" else ours), kind)
+        _compare(gaps, what, paper, ours, kind)
         rows.append([what, _num(paper, ".4g"), missing if ours is None else fmt(ours)])
 
     def per_model(paper_values, what, value, **kw):
@@ -117,12 +122,12 @@ def _headline(inp: Inputs, gaps: list[Gap]) -> str:
                 missing="not run" if model else f"not run (no {name} model)", **kw)
 
     row("Unsanitized model: test accuracy (§3.1)", PAPER_UNSANITIZED_ACC[inp.dataset],
-        _get(inp.unsanitized.train, "test_acc"))
+        inp.unsanitized.train["test_acc"])
     row("Canonical model: font hold-out accuracy (§3.2)", PAPER_CANONICAL["holdout_acc"],
-        _get(inp.canonical, "holdout_acc"))
+        inp.canonical["holdout_acc"])
     if inp.dataset == "mnist":
         row("Canonical model: accuracy on the training images (§3.2)", PAPER_CANONICAL["mnist_train_acc"],
-            _get(inp.scores, "canonical_train_acc"))
+            inp.scores["canonical_train_acc"])
         per_model(PAPER_IGSM5, "IGSM, 5 iterations: accuracy of the {} model (§3.3)",
                   lambda attacks: _get(_by_float(_get(attacks, "igsm")).get(5.0), "acc"))
         per_model(PAPER_CW0_L2, "C&W κ = 0: mean L2 on the {} model (Fig. 5)",
@@ -143,15 +148,14 @@ def _size_table(inp: Inputs, method: str, paper: dict, gaps: list[Gap], label: s
         share = None if size is None else size / paper_total
         if mine and size is not None and t > 0:
             what = f"{label}, threshold {threshold_label(t)}: kept share"
-            _compare(gaps, what, 100 * share, 100 * mine["fraction"])
-        cells = [threshold_label(t), DASH if mine is None else mine["size"], _pct(mine and mine["fraction"]),
-                 _num(size, "d"), _pct(share)]
+            _compare(gaps, what, 100 * share, mine["fraction"])
+        cells = [threshold_label(t), DASH if mine is None else _num(mine["size"], ".6g", n=False),
+                 _pct(mine and mine["fraction"], n=False), _num(size, "d"), _pct(share)]
         if with_acc:
             model = inp.find(None if t == 0 else method, t)
             test_acc = _get(model.train, "test_acc") if model else None
             if acc is not None:
-                _compare(gaps, f"{label}, threshold {threshold_label(t)}: test accuracy", acc,
-                         None if test_acc is None else 100 * test_acc)
+                _compare(gaps, f"{label}, threshold {threshold_label(t)}: test accuracy", acc, test_acc)
             cells += [_pct(test_acc), _num(acc, ".2f")]
         rows.append(cells)
     header = ["threshold", "ours: kept", f"ours: % of {total}", "paper: kept", f"paper: % of {paper_total}"]
@@ -164,8 +168,9 @@ def _sizes(inp: Inputs, gaps: list[Gap]) -> str:
     if inp.tables is None:
         return "\n\n".join(out + [_missing(inp.metrics / "tables.json")])
     out.append(f"Our pool is the training set less the validation split ({inp.tables['total']} images), so the "
-               "comparison is by share of the pool. A test accuracy is of the sanitized model trained at that "
-               "threshold, where the run trained one.")
+               "comparison is by share of the pool. Our counts and shares are means over the seeds' scoring models "
+               f"with a t interval over the {len(inp.seeds)} seed(s). A test accuracy is of the sanitized model "
+               "trained at that threshold, where the run trained one.")
     if inp.dataset == "mnist":
         for method, paper, label in (("canonical", PAPER_TABLE1, "Table 1"), ("self", PAPER_TABLE2, "Table 2")):
             if inp.tables.get(method) is None:
