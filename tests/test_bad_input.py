@@ -296,3 +296,11 @@ def test_stale_temps_inside_a_directory_output_are_removed(tmp_path):
     assert clean_stale_temps(["--out", str(tmp_path / "report")]) == 2
     assert [p.name for p in (tmp_path / "report").rglob("*")] == ["figures", "report.md"] or \
         sorted(p.name for p in (tmp_path / "report").rglob("*")) == ["figures", "report.md"]
+
+
+def test_an_emptied_class_is_one_warning_line(work):
+    confidence = np.log(np.where(np.arange(50) % 10 == 3, 0.1, 0.99))  # every 3 falls below the threshold
+    save_npz(work / "s8.npz", canonical=confidence, self=confidence, labels=np.arange(50) % 10)
+    result = run(_filter(scores="s8.npz"), work)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "warning: threshold 0.9: classes [3] have no examples left after filtering\n"
