@@ -64,7 +64,7 @@ def _c1(agg):
     return _claim("Sanitization raises accuracy under IGSM-5", "Fig. 4, §3.3",
                   "paired per-seed difference (sanitized − unsanitized, IGSM-5 accuracy) has a 95% t interval "
                   "above 0, for canonical ≥ 0.9999 and for self ≥ 0.9999999",
-                  _vs_unsanitized(agg, "igsm_acc", "5", "IGSM-5 accuracy (points)"))
+                  _vs_unsanitized(agg, "igsm_acc", "5", "IGSM-5 accuracy (as a fraction)"))
 
 
 def _c2(agg):
