@@ -242,15 +242,19 @@ run_stage(main)
 
 
 def _start_writer(tmp_path):
-    script = tmp_path / "slow_stage.py"
-    script.write_text(SLOW_WRITER)
+    """The slow stage, started on a fresh output that holds "old, whole"; returns once it is mid-write."""
+    (tmp_path / "slow_stage.py").write_text(SLOW_WRITER)
     out = tmp_path / "out" / "model.pt"
     out.parent.mkdir()
     out.write_text("old, whole")
-    proc = subprocess.Popen([sys.executable, str(script), "--out", str(out)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return _restart_writer(tmp_path, out), out
+
+
+def _restart_writer(tmp_path, out):
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "slow_stage.py"), "--out", str(out)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout.readline() == "writing\n"
-    return proc, out
+    return proc
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -270,20 +274,13 @@ def test_kill_9_keeps_the_old_output_and_the_next_run_cleans_up(tmp_path):
     proc.wait(timeout=30)
     stray = [p for p in out.parent.iterdir() if p.name != "model.pt"]
     assert out.read_text() == "old, whole" and len(stray) == 1 and stray[0].name.startswith(".model.pt.")
-    proc, _ = _start_writer_again(tmp_path, out)
+    proc = _restart_writer(tmp_path, out)
+    # the new run's own temp file exists now; the old one must already be gone
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert len(names) == 2 and stray[0].name not in names, names
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert [p.name for p in out.parent.iterdir()] == ["model.pt"]  # the stale temp went at the next start
-
-
-def _start_writer_again(tmp_path, out):
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "slow_stage.py"), "--out", str(out)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "writing\n"
-    # the new run's own temp file exists now; the old one must already be gone
-    names = sorted(p.name for p in out.parent.iterdir())
-    assert len(names) == 2, names
-    return proc, out
 
 
 def test_stale_temps_inside_a_directory_output_are_removed(tmp_path):
@@ -294,8 +291,7 @@ def test_stale_temps_inside_a_directory_output_are_removed(tmp_path):
     (tmp_path / ".report.y.tmp").write_text("half")
     (tmp_path / "report" / "report.md").write_text("whole")
     assert clean_stale_temps(["--out", str(tmp_path / "report")]) == 2
-    assert [p.name for p in (tmp_path / "report").rglob("*")] == ["figures", "report.md"] or \
-        sorted(p.name for p in (tmp_path / "report").rglob("*")) == ["figures", "report.md"]
+    assert sorted(p.name for p in (tmp_path / "report").rglob("*")) == ["figures", "report.md"]
 
 
 def test_an_emptied_class_is_one_warning_line(work):

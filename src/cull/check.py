@@ -186,8 +186,9 @@ def load_model(path, device="cpu"):
     """`cull.models.load_checkpoint`, with the reason torch refuses a pickle that would run code named in full.
 
     torch's refusal starts with a long paragraph about its defaults; the part a
-    user needs ("unsupported GLOBAL posix.system") comes last, so it is found
-    and put first.
+    user needs ("unsupported GLOBAL posix.system") comes last and is cut from
+    load_checkpoint's one line, so only when loading fails is the file probed
+    again for it.
     """
     import re
     import warnings
@@ -196,17 +197,17 @@ def load_model(path, device="cpu"):
 
     from cull.models import load_checkpoint
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        pass  # load_checkpoint says so
-    except Exception as e:  # torch raises many types for a refused or damaged file
-        found = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", str(e))
-        if found:
-            what = found.group(1) or found.group(2)
-            raise ValueError(f"{path}: refused to load: it would run code ({what}); not a checkpoint cull wrote") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return load_checkpoint(path, device)
+        try:
+            return load_checkpoint(path, device)
+        except ValueError as error:
+            try:
+                torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # torch raises many types for a refused or damaged file
+                found = re.search(r"unsupported GLOBAL (\S+)|Unsupported global: GLOBAL (\S+)", str(e))
+                if found:
+                    what = found.group(1) or found.group(2)
+                    raise ValueError(f"{path}: refused to load: it would run code ({what}); "
+                                     "not a checkpoint cull wrote") from None
+            raise error from None
