@@ -57,6 +57,9 @@ def test_defaults_live_in_one_place():
     ("seeds: 3\n", r"seeds: expected a non-empty list"),
     ("train: {precision: half}\n", r"train.precision: expected one of float32, bfloat16"),
     ("train: [1, 2]\n", r"train: expected a mapping"),
+    ("train: {nesterov: true}\n", r"train.nesterov: needs optimizer sgd with momentum > 0, got adam"),
+    ("train: {optimizer: sgd, nesterov: yes please}\n", r"train.nesterov: expected bool, got 'yes please'"),
+    ("train: {lr_decay: 2}\n", r"train.lr_decay: expected a value in \[0.0, 1.0\], got 2"),
     ("threshold: [\n", r"not valid YAML \(line 2, column 1: "),
     ("a: 1\n  b: 2\n", r"not valid YAML \(line 2, column 4"),
 ])

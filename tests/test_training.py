@@ -72,3 +72,42 @@ def test_holdout_split(by_group):
         assert not set(groups[train]) & set(groups[test])
     again = holdout_split(groups, test_fraction=0.2, by_group=by_group, seed=0)
     assert np.array_equal(again[1], test)
+
+
+def test_inverse_time_decay_matches_keras():
+    """Keras' SGD(decay=d) uses lr / (1 + d * t) at update t; ours steps the schedule once per batch."""
+    from cull.training import make_optimizer, make_schedule
+
+    train = Train(optimizer="sgd", lr=0.01, nesterov=True, lr_decay=1e-2)
+    model = build_model(ModelConfig())
+    optimizer = make_optimizer(model, train)
+    schedule = make_schedule(optimizer, train)
+    assert optimizer.param_groups[0]["nesterov"] and optimizer.param_groups[0]["momentum"] == 0.9
+    seen = []
+    for _ in range(5):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert seen == pytest.approx([0.01 / (1 + 1e-2 * t) for t in range(5)])
+
+
+def test_sgd_nesterov_recipe_trains(blobs):
+    x, y = blobs
+    recipe = Train(optimizer="sgd", lr=0.01, nesterov=True, lr_decay=1e-6, batch_size=32)
+    model, hist = train_model(x, y, train=recipe, epochs=20, seed=0, device=torch.device("cpu"))
+    assert accuracy(model, x, y, device=torch.device("cpu")) > 0.9 and hist[-1]["loss"] < hist[0]["loss"]
+
+
+def test_on_epoch_numbers_join_the_history(blobs):
+    x, y = blobs
+    seen = []
+
+    def probe(epoch, model):
+        seen.append((epoch, model.training))
+        return {"probe_acc": accuracy(model, x, y, device=torch.device("cpu"))}
+
+    model, hist = train_model(x, y, train=TINY, epochs=2, seed=3, device=torch.device("cpu"), on_epoch=probe)
+    assert seen == [(1, False), (2, False)]
+    assert hist[-1]["probe_acc"] == accuracy(model, x, y, device=torch.device("cpu"))
+    plain, _ = train_model(x, y, train=TINY, epochs=2, seed=3, device=torch.device("cpu"))
+    assert digest(plain) == digest(model)  # probing in eval mode does not change the training

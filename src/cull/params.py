@@ -98,11 +98,13 @@ class Train:
     optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-3
     momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only; Carlini's train_models.py: SGD(lr=0.01, momentum=0.9, nesterov=True, decay=1e-6)
+    lr_decay: float = 0.0  # Keras-style inverse-time decay per step: lr / (1 + lr_decay * step)
     weight_decay: float = 0.0
     batch_size: int = 128
     epochs: int = 6
     canonical_epochs: int = 3
-    precision: str = "float32"  # bfloat16: autocast + channels-last, ~1.9x on 2 CPU cores; benchmarks/bench_training.py
+    precision: str = "bfloat16"  # autocast + channels-last, 2.0x float32 on 2 cores (benchmarks/bench_precision.py)
 
     def check(self, where):
         _choice(where, "arch", self.arch, ("auto", "cw_mnist", "cw_svhn"))
@@ -111,6 +113,10 @@ class Train:
         _range(where, "lr", self.lr, 1e-8, 10.0)
         _range(where, "momentum", self.momentum, 0.0, 1.0)
         _range(where, "weight_decay", self.weight_decay, 0.0, 1.0)
+        _range(where, "lr_decay", self.lr_decay, 0.0, 1.0)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ParamsError(f"{where}.nesterov: needs optimizer sgd with momentum > 0, got {self.optimizer} "
+                              f"with momentum {self.momentum}")
         _range(where, "batch_size", self.batch_size, 1, 65536)
         _range(where, "epochs", self.epochs, 1, 1000)
         _range(where, "canonical_epochs", self.canonical_epochs, 1, 1000)

@@ -6,6 +6,8 @@ params give byte-identical weights on the same machine.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -22,8 +24,18 @@ def make_optimizer(model: torch.nn.Module, train: Train) -> torch.optim.Optimize
     if train.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     return torch.optim.SGD(
-        model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+        model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay,
+        nesterov=train.nesterov,
     )
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, train: Train) -> torch.optim.lr_scheduler.LambdaLR:
+    """Keras' inverse-time decay, stepped once per batch: lr_t = lr / (1 + lr_decay * t).
+
+    Carlini's train_models.py trains with Keras' SGD(decay=1e-6), whose update t
+    uses exactly this rate; lr_decay 0 keeps the rate constant.
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (1.0 + train.lr_decay * step))
 
 
 def train_model(
@@ -37,11 +49,14 @@ def train_model(
     eval_images: np.ndarray | None = None,
     eval_labels: np.ndarray | None = None,
     desc: str = "train",
+    on_epoch: Callable[[int, CWNet], dict] | None = None,
 ) -> tuple[CWNet, list[dict]]:
     """Train a fresh model on (N, C, 28, 28) uint8 images and (N,) labels.
 
     Returns the model (eval mode) and one history row per epoch with the mean
     training loss and accuracy, plus the accuracy on `eval_images` if given.
+    `on_epoch(epoch, model)`, if given, runs after each epoch with the model in
+    eval mode; the numbers it returns join that epoch's history row.
     """
     if len(images) != len(labels):
         raise ValueError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
@@ -54,6 +69,7 @@ def train_model(
     if low_precision:  # oneDNN's bfloat16 convolutions want NHWC; weights stay float32 (autocast casts per op)
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, train)
+    schedule = make_schedule(optimizer, train)
     x_all = torch.from_numpy(np.ascontiguousarray(images)).to(device)
     y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
     order = torch.Generator().manual_seed(seed)
@@ -77,12 +93,15 @@ def train_model(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
             bar.update(1)
         row = {"epoch": epoch, "loss": loss_sum / n, "train_acc": correct / n}
         if eval_images is not None:
             row["eval_acc"] = accuracy(model, eval_images, eval_labels, device=device)
+        if on_epoch is not None:
+            row.update(on_epoch(epoch, model.eval()))
         bar.set_postfix({k: round(v, 4) for k, v in row.items() if k != "epoch"})
         history.append(row)
     bar.close()
