@@ -15,7 +15,8 @@ import argparse
 
 from cull import params
 from cull.artifacts import load_json, load_npz, save_json, save_npz
-from cull.attacks.adaptive_run import OBLIVIOUS_KEYS, attack_system, read_detector, summary_line
+from cull.attacks.adaptive_run import OBLIVIOUS_KEYS, attack_system, summary_line
+from cull.detection import read_detect_metrics
 from cull.models import load_checkpoint
 from cull.runtime import pick_device, run_stage, seed_everything
 
@@ -35,9 +36,9 @@ def main(argv=None) -> None:
     p = params.load(args.params, "adaptive", "base")
     device = pick_device(p["base"].device)
     seed_everything(args.seed)
-    detector = read_detector(load_json(args.detect), args.detect)
+    detector = read_detect_metrics(load_json(args.detect), args.detect)
     data = load_npz(args.data, ("test_x", "test_y"))
-    oblivious = load_npz(args.attacks, OBLIVIOUS_KEYS) if args.attacks else None
+    oblivious = load_npz(args.attacks, OBLIVIOUS_KEYS, finite=("cw_adv",)) if args.attacks else None
     channels = data["test_x"].shape[1]
     unsanitized, _ = load_checkpoint(args.unsanitized, device, in_channels=channels)
     sanitized, _ = load_checkpoint(args.sanitized, device, in_channels=channels)

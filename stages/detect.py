@@ -9,7 +9,7 @@ import argparse
 
 from cull import params
 from cull.artifacts import load_npz, save_csv, save_json, save_npz
-from cull.detection import cdf_rows, detection_metrics, score_attacks, summarize
+from cull.detection import ADVERSARIAL_IMAGES, cdf_rows, detection_metrics, score_attacks, summarize
 from cull.models import load_checkpoint
 from cull.runtime import pick_device, run_stage
 
@@ -32,7 +32,7 @@ def main() -> None:
     p = params.load(args.params, "base", "detect")
     device = pick_device(p["base"].device)
     data = load_npz(args.data, DATA_KEYS)
-    attacks = load_npz(args.attacks, ATTACK_KEYS)
+    attacks = load_npz(args.attacks, ATTACK_KEYS, finite=ADVERSARIAL_IMAGES)
     channels = data["test_x"].shape[1]
     unsanitized, _ = load_checkpoint(args.unsanitized, device, in_channels=channels)
     sanitized, _ = load_checkpoint(args.sanitized, device, in_channels=channels)

@@ -133,6 +133,16 @@ CASES = [
     ("npz-missing-key", lambda d: _filter(scores=_npz(d, "s2.npz", self=np.zeros(3), labels=np.zeros(3, int))),
      "s2.npz: missing arrays ['canonical']"),
     ("npz-missing-file", lambda d: _filter(scores="s0.npz"), "s0.npz: file not found"),
+    ("npz-nan-attacks", lambda d: stage(
+        "detect", "--params", "params.yaml", "--unsanitized", "u.pt", "--sanitized", "s.pt",
+        "--data", _npz(d, "ds.npz", **{k: np.zeros((2, 1, 28, 28), np.uint8) for k in ("val_x", "test_x")},
+                       val_y=np.zeros(2, int), test_y=np.zeros(2, int)),
+        "--attacks", _npz(d, "a9.npz", igsm_index=np.zeros(1, int), igsm_y=np.zeros(1, int),
+                          igsm_adv_5=np.full((1, 1, 28, 28), np.nan, np.float32), cw_index=np.zeros(0, int),
+                          cw_source=np.zeros(0, int), cw_kappa=np.zeros(0), cw_adv=np.zeros((0, 1, 28, 28)),
+                          cw_success=np.zeros(0, bool)),
+        "--out", "o/d.npz", "--metrics", "o/d.json", "--cdf", "o/d.csv"),
+     "a9.npz: igsm_adv_5: 784 of 784 values are NaN or inf"),
     ("npz-nan-scores", lambda d: _filter(scores=_npz(d, "s3.npz", canonical=np.zeros(50), self=nan_self,
                                                      labels=np.arange(50) % 10)),
      "s3.npz: self: 2 of 50 scores are NaN or inf"),
@@ -163,6 +173,11 @@ CASES = [
     ("ckpt-raw-pickle", lambda d: CULL + ["info", _write(d, "c7.pt", pickle.dumps(Evil()))],
      "c7.pt: not a readable checkpoint"),
     ("ckpt-missing", lambda d: CULL + ["info", "c0.pt"], "c0.pt: checkpoint not found"),
+    ("ckpt-nan-weights", lambda d: CULL + ["info", _checkpoint(d, "c8.pt", {
+        "format": CHECKPOINT_FORMAT, "config": {"arch": "cw_mnist", "in_channels": 1},
+        "state_dict": {k: v.fill_(float("nan")) if k.endswith("bias") else v
+                       for k, v in build_model(ModelConfig()).state_dict().items()}})],
+     "c8.pt: 7 of 14 weight tensors hold NaN or inf (first: features.0.bias); retrain this model"),
     ("check-bad-second-model", lambda d: _check(model=_write(d, "c5.pt", b"junk")), "c5.pt: not a readable checkpoint"),
     # metrics read by cull check
     ("check-no-threshold", lambda d: _check(detect=_write(d, "m1.json", json.dumps({"divergence": "kl", "normal": {}}))),

@@ -98,3 +98,12 @@ def test_c5_reads_the_wilson_interval_at_every_kappa():
     assert claim["verdict"] == "CONTRADICTED" and [p["verdict"] for p in claim["numbers"]] == [
         "REPRODUCED", "CONTRADICTED"]
     assert claim["numbers"][1]["n"] == 135
+
+
+def test_partner_seed_is_the_next_one_cyclically():
+    from cull.schema import partner_seed
+
+    assert [partner_seed([0, 1, 2], s) for s in (0, 1, 2)] == [1, 2, 0]
+    assert partner_seed([7], 7) is None
+    with pytest.raises(ValueError, match="seed 3 is not in seeds"):
+        partner_seed([0, 1], 3)

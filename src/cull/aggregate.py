@@ -17,7 +17,11 @@ an interval:
   thresholds of one method, on the x = -log10(1 - threshold) axis, with the
   unsanitized model at x = 0: IGSM-5 accuracy and C&W kappa-0 mean L2;
 - ``igsm_detect_slope[<model>]``: per-seed slope of the detection rate over the
-  IGSM iteration counts.
+  IGSM iteration counts;
+- ``vs_two_seed[<model>]``: paired per-seed differences of ROC-AUC, the model's
+  KL detector minus the two-seed control's (``controls.two_seed``: the KL
+  between the unsanitized models of seed s and the next seed), per attack
+  setting. Empty with one seed, which has no control.
 """
 from __future__ import annotations
 
@@ -92,6 +96,15 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow]) ->
     _, canonical_curve = _per_seed([schema.canonical_file(metrics, s).with_suffix(".csv") for s in seeds], "curve")
     _, scores = _per_seed([schema.scores_file(metrics, s) for s in seeds], "scores")
     _, tables = _per_seed([schema.tables_file(metrics, s) for s in seeds], "tables")
+    controls, two_seed = {}, None
+    if len(seeds) > 1:  # one seed has no partner; its control file says so and is left out
+        trees = [load_json(schema.metrics_file(metrics, schema.TWO_SEED, s, "detect")) for s in seeds]
+        partners = [t.pop("partner", None) for t in trees]
+        two_seed = trees
+        controls["two_seed"] = {"name": schema.TWO_SEED, "label": "KL between two unsanitized models",
+                                "partners": dict(zip(map(str, seeds), partners)),
+                                "files": str(schema.seed_dir(metrics, schema.TWO_SEED, seeds[0]).parent / "seed-<s>"),
+                                "detect": aggregate_tree(trees, keep=IDENTITY["detect"])}
     fonts_path = metrics / "fonts.json"
     return {
         "seeds": list(seeds),
@@ -101,14 +114,15 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow]) ->
         "scores": scores,
         "tables": tables,
         "fonts": load_json(fonts_path),
-        "effects": effects(raw, rows),
+        "controls": controls,
+        "effects": effects(raw, rows, two_seed),
     }
 
 
-def effects(raw: dict, rows: list[ModelRow]) -> dict:
+def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None) -> dict:
     """The paired differences and slopes described in the module docstring, from per-seed trees."""
     base = raw["unsanitized"]["attack"]
-    vs, slopes, detect_slope = {}, {}, {}
+    vs, slopes, detect_slope, vs_two_seed = {}, {}, {}, {}
     for r in rows:
         attack = raw[r.name]["attack"]
         vs[r.name] = {
@@ -122,6 +136,12 @@ def effects(raw: dict, rows: list[ModelRow]) -> dict:
         detect_slope[r.name] = {"iterations": [float(k) for k in ks],
                                 "slope": seed_slopes([float(k) for k in ks],
                                                      [[_leaf(d, "igsm", k, "detect") for d in detect] for k in ks])}
+        if two_seed is not None:
+            vs_two_seed[r.name] = {
+                attack: {k: paired_difference([_leaf(d, attack, k, "auc") for d in detect],
+                                              [_leaf(c, attack, k, "auc") for c in two_seed])
+                         for k in detect[0][attack] if k in two_seed[0][attack]}
+                for attack in ("igsm", "cw")}
     for method in ("canonical", "self"):
         members = sorted((r for r in rows if r.method == method), key=lambda r: r.threshold)
         if not members:
@@ -136,4 +156,4 @@ def effects(raw: dict, rows: list[ModelRow]) -> dict:
             "cw_l2_0": seed_slopes(x, [[_leaf(a, "cw", "0", "mean_l2") for a in att] for att in attacks])
             if all("0" in att[0]["cw"] for att in attacks) else None,
         }
-    return {"vs_unsanitized": vs, "slopes": slopes, "igsm_detect_slope": detect_slope}
+    return {"vs_unsanitized": vs, "slopes": slopes, "igsm_detect_slope": detect_slope, "vs_two_seed": vs_two_seed}

@@ -41,8 +41,13 @@ def save_npz(path: str | Path, **arrays) -> None:
             np.savez_compressed(f, **arrays)
 
 
-def load_npz(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Load every array of an .npz; raise one clear error if it is missing, corrupt or lacks `keys`."""
+def load_npz(path: str | Path, keys: tuple[str, ...] = (), *, finite: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load every array of an .npz; raise one clear error if it is missing, corrupt or lacks `keys`.
+
+    Every array whose name starts with one of the `finite` prefixes (adversarial
+    images, say) must also hold no NaN or inf; the error names the file, the
+    array and how many values are bad. Other arrays may use NaN for "none".
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
@@ -54,6 +59,12 @@ def load_npz(path: str | Path, keys: tuple[str, ...] = ()) -> dict[str, np.ndarr
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing arrays {missing} (found {sorted(arrays)})")
+    for key, values in arrays.items():
+        if finite and key.startswith(finite) and values.dtype.kind in "fc":
+            if not np.isfinite(values).all():
+                bad = int((~np.isfinite(values)).sum())
+                raise ValueError(f"{path}: {key}: {bad} of {values.size} values are NaN or inf "
+                                 "(rerun the stage that wrote it)")
     return arrays
 
 

@@ -167,21 +167,6 @@ def check_images(
     return rows
 
 
-def read_detect_metrics(obj, path) -> tuple[str, float]:
-    """(divergence kind, tau) from a detect stage's metrics JSON; ValueError if it is another kind of file.
-
-    A filter or aggregate file also holds a "threshold" (a sanitization
-    threshold, or a Stat): using it as tau would make every decision wrong.
-    """
-    from cull.attacks.adaptive_run import read_detector
-
-    if not isinstance(obj, dict) or not {"divergence", "threshold", "normal"} <= set(obj):
-        found = ", ".join(sorted(obj)[:6]) if isinstance(obj, dict) else type(obj).__name__
-        raise ValueError(f"{path}: not a detect stage metrics file (expected divergence, threshold and normal, "
-                         f"found {found}; use metrics/models/<model>/seed-<s>/detect.json)")
-    return read_detector(obj, path)
-
-
 def load_model(path, device="cpu"):
     """`cull.models.load_checkpoint`, with the reason torch refuses a pickle that would run code named in full.
 

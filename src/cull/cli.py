@@ -117,7 +117,8 @@ def check(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """Classify images with the sanitized model and ACCEPT or REJECT them by the KL detector."""
-    from cull.check import check_images, read_detect_metrics
+    from cull.check import check_images
+    from cull.detection import read_detect_metrics
     from cull.runtime import EXPECTED_ERRORS, one_line, pick_device
 
     try:

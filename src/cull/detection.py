@@ -41,6 +41,7 @@ LN2 = math.log(2.0)  # the Jensen-Shannon divergence in nats never exceeds ln 2
 ACCEPTANCE_ROUNDING_TOL = 1e-9  # absorbs float error in acceptance * n (0.9 * 37 = 33.300000000000004)
 FPRS = {"tpr_at_1fpr": 0.01, "tpr_at_5fpr": 0.05}  # metric key -> false-positive rate on normal test examples
 CDF_POINTS = 200  # points kept per curve in the CDF plot data
+ADVERSARIAL_IMAGES = ("igsm_adv_", "cw_adv")  # attacks.npz arrays that must be finite (cw_l2 is NaN where C&W failed)
 
 
 # ---------------------------------------------------------------- divergences
@@ -488,3 +489,21 @@ def summarize(metrics: dict) -> str:
         f"{pct(normal['val_accept'])} val / {pct(normal['test_accept'])} test normals; "
         f"detected IGSM {igsm}; C&W {cw}; system on normals {pct(normal['system_acc'])}"
     )
+
+
+def read_detect_metrics(obj, path) -> tuple[str, float]:
+    """(divergence kind, tau) from a detect stage's metrics JSON; ValueError if it is another kind of file.
+
+    A filter or aggregate file also holds a "threshold" (a sanitization
+    threshold, or a Stat): using it as tau would make every decision wrong.
+    """
+    if not isinstance(obj, dict) or not {"divergence", "threshold", "normal"} <= set(obj):
+        found = ", ".join(sorted(obj)[:6]) if isinstance(obj, dict) else type(obj).__name__
+        raise ValueError(f"{path}: not a detect stage metrics file (expected divergence, threshold and normal, "
+                         f"found {found}; use metrics/models/<model>/seed-<s>/detect.json)")
+    kind, tau = obj["divergence"], obj["threshold"]
+    if kind not in DIVERGENCES:
+        raise ValueError(f"{path}: divergence: expected one of {', '.join(DIVERGENCES)}, got {kind!r}")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
+        raise ValueError(f"{path}: threshold: expected a finite number >= 0, got {tau!r}")
+    return kind, float(tau)

@@ -117,6 +117,10 @@ def load_checkpoint(path, device: torch.device | str = "cpu", *, in_channels: in
         raise ValueError(f"{path}: {e} (not a checkpoint this version of cull wrote)") from None
     except (TypeError, KeyError, RuntimeError) as e:
         raise ValueError(f"{path}: checkpoint does not match its architecture ({str(e).splitlines()[0][:160]})") from None
+    broken = [k for k, v in checkpoint["state_dict"].items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:  # a diverged training run: every logit would be NaN downstream
+        raise ValueError(f"{path}: {len(broken)} of {len(checkpoint['state_dict'])} weight tensors hold NaN or inf "
+                         f"(first: {broken[0]}); retrain this model")
     if in_channels is not None and config.in_channels != in_channels:
         raise ValueError(
             f"{path}: model expects {config.in_channels}-channel images, data has {in_channels}"

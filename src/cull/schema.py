@@ -34,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESERVED = ("unsanitized", "canonical")  # folder names that no row of params `models` may take
+TWO_SEED = "two-seed"  # the control detector: KL between the unsanitized models of two seeds
+RESERVED = ("unsanitized", "canonical", TWO_SEED)  # folder names that no row of params `models` may take
 HEADLINE = "headline"  # the row of params `models` described by the top-level threshold and method
 FILES = ("filter", "train", "attack", "detect", "adaptive")  # per (model, seed) metrics JSON, in chain order
 INTERVALS = ("wilson", "bootstrap", "t")
@@ -50,6 +51,16 @@ def metrics_file(root: str | Path, model: str, seed: int, name: str) -> Path:
     if name not in FILES:
         raise ValueError(f"metrics file: expected one of {', '.join(FILES)}, got {name!r}")
     return seed_dir(root, model, seed) / f"{name}.json"
+
+
+def partner_seed(seeds: list[int], seed: int) -> int | None:
+    """The seed whose unsanitized model the two-seed control pairs with `seed`'s: the next in the list, cyclically.
+
+    None with a single seed (a model paired with itself has KL 0 everywhere).
+    """
+    if seed not in seeds:
+        raise ValueError(f"seed {seed} is not in seeds {seeds}")
+    return None if len(seeds) < 2 else seeds[(seeds.index(seed) + 1) % len(seeds)]
 
 
 def canonical_file(root: str | Path, seed: int) -> Path:
@@ -113,7 +124,7 @@ def value(leaf):
 
 # ---------------------------------------------------------------- aggregate.json and verdicts.json
 
-AGGREGATE_KEYS = ("seeds", "headline", "models", "canonical", "scores", "tables", "fonts", "effects")
+AGGREGATE_KEYS = ("seeds", "headline", "models", "canonical", "scores", "tables", "fonts", "controls", "effects")
 MODEL_KEYS = ("name", "method", "threshold", "label", "files")  # beside the aggregated FILES of each model row
 VERDICTS = ("REPRODUCED", "CONTRADICTED", "INCONCLUSIVE")
 VERDICT_KEYS = ("claim", "source", "verdict", "rule", "numbers")

@@ -26,7 +26,6 @@ variant's rows at that kappa (n of them):
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -35,7 +34,7 @@ import torch
 from cull.attacks._checks import check_model, check_test_set
 from cull.attacks.adaptive import ATTACKS, system_outcome
 from cull.attacks.run import CW_BATCH, CW_STREAM, SearchProgress, channels_last, choose, cw_rows
-from cull.detection import DIVERGENCES, kappa_key
+from cull.detection import kappa_key
 from cull.models import to_float
 from cull.params import Adaptive
 from cull.schema import count_of, sample
@@ -43,16 +42,6 @@ from cull.training import predict_logits
 
 OBLIVIOUS_KEYS = ("cw_index", "cw_source", "cw_target", "cw_kappa", "cw_adv", "cw_success", "cw_l2")
 OUTCOME_KEYS = ("found", "success", "l2", "divergence", "accepted", "pred", "unsanitized_pred")
-
-
-def read_detector(metrics: dict, path) -> tuple[str, float]:
-    """(divergence kind, tau) from a detect stage's metrics JSON (keys ``divergence``, ``threshold``)."""
-    kind, tau = metrics.get("divergence"), metrics.get("threshold")
-    if kind not in DIVERGENCES:
-        raise ValueError(f"{path}: divergence: expected one of {', '.join(DIVERGENCES)}, got {kind!r}")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"{path}: threshold: expected a finite number >= 0, got {tau!r}")
-    return kind, float(tau)
 
 
 def sources(sanitized, test_x: np.ndarray, test_y: np.ndarray, *, n: int, seed: int, device) -> tuple[np.ndarray, int]:
@@ -153,7 +142,7 @@ def attack_system(unsanitized, sanitized, test_x: np.ndarray, test_y: np.ndarray
                   detector: tuple[str, float], seed: int, device, oblivious: dict | None = None):
     """Both adaptive variants on adaptive.n seeded sources x every other class x every kappa.
 
-    `detector` is (divergence kind, tau) from `read_detector`; `oblivious`, the
+    `detector` is (divergence kind, tau) from `cull.detection.read_detect_metrics`; `oblivious`, the
     attack stage's archive for the sanitized model, adds its rows for the same
     sources. Returns (arrays for the stage's .npz, metrics for its JSON, seconds per part).
     """
