@@ -69,11 +69,27 @@ def main():
 
         train_model(x, y, train=recipe, epochs=args.epochs, seed=seed, device=device,
                     desc=f"retention seed {seed}", on_epoch=probe)
-        save_csv(f"{args.out}.csv", rows)  # after each seed, so a stopped run keeps what it measured
+        # After each seed, so a stopped run keeps what it measured.
+        save_csv(f"{args.out}.csv", rows)
+        best = summarize(rows, recipe, thresholds, epochs=args.epochs, out=args.out)
+    paper = paper_shares(thresholds)
+    shares = ", ".join(f"≥{t!r} {100 * best[share_key(t)]['mean']:.1f}% (paper {100 * paper[t]:.1f})"
+                       for t in thresholds)
+    print(f"retention: {len(args.seeds)} seeds x {args.epochs} epochs in {time.perf_counter() - start:.0f}s; "
+          f"closest to Table 2 at {best['epoch']} epochs ({best['rms_points_from_paper']:.1f} points rms): "
+          f"{shares}; test acc {100 * best['test_acc']['mean']:.2f}% -> {args.out}.json")
 
-    paper = {t: PAPER_TABLE2[t] / PAPER_TRAIN_SIZE["mnist"] for t in thresholds}
+
+def paper_shares(thresholds: list[float]) -> dict[float, float]:
+    return {t: PAPER_TABLE2[t] / PAPER_TRAIN_SIZE["mnist"] for t in thresholds}
+
+
+def summarize(rows: list[dict], recipe, thresholds: list[float], *, epochs: int, out: str) -> dict:
+    """Per epoch: mean and t interval over the seeds measured so far; writes <out>.json; returns the closest epoch."""
+    paper = paper_shares(thresholds)
+    seeds = sorted({r["seed"] for r in rows})
     curve = []
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, epochs + 1):
         at = [r for r in rows if r["epoch"] == epoch]
         entry = {"epoch": epoch, "seeds": len(at)}
         for key in ["test_acc"] + [share_key(t) for t in thresholds]:
@@ -84,16 +100,12 @@ def main():
             [(100 * (entry[share_key(t)]["mean"] - paper[t])) ** 2 for t in thresholds])))
         curve.append(entry)
     best = min(curve, key=lambda e: e["rms_points_from_paper"])
-    save_json(f"{args.out}.json", {
-        "recipe": CARLINI_RECIPE, "precision": recipe.precision, "seeds": args.seeds, "thresholds": thresholds,
+    save_json(f"{out}.json", {
+        "recipe": CARLINI_RECIPE, "precision": recipe.precision, "seeds": seeds, "thresholds": thresholds,
         "paper_table2_share": {repr(t): v for t, v in paper.items()}, "curve": curve,
         "closest_epoch": best["epoch"], "closest_rms_points": best["rms_points_from_paper"],
     })
-    shares = ", ".join(f"≥{t!r} {100 * best[share_key(t)]['mean']:.1f}% (paper {100 * paper[t]:.1f})"
-                       for t in thresholds)
-    print(f"retention: {len(args.seeds)} seeds x {args.epochs} epochs in {time.perf_counter() - start:.0f}s; "
-          f"closest to Table 2 at {best['epoch']} epochs ({best['rms_points_from_paper']:.1f} points rms): "
-          f"{shares}; test acc {100 * best['test_acc']['mean']:.2f}% -> {args.out}.json")
+    return best
 
 
 if __name__ == "__main__":

@@ -283,6 +283,10 @@ def test_stage_rejects_a_bad_detect_file(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"divergence": "kl", "threshold": None}))
     run = run_stage(tmp_path, detect="bad.json")
     assert run.returncode == 1
+    assert re.fullmatch(r"error: bad.json: not a detect stage metrics file \(expected divergence, threshold and normal, "
+                        r"found divergence, threshold; .*\)\n", run.stderr)
+    (tmp_path / "bad.json").write_text(json.dumps({"divergence": "kl", "threshold": None, "normal": {}}))
+    run = run_stage(tmp_path, detect="bad.json")
     assert re.fullmatch(r"error: bad.json: threshold: expected a finite number >= 0, got None\n", run.stderr)
 
 

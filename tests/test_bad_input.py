@@ -266,8 +266,11 @@ def _start_writer(tmp_path):
 
 
 def _restart_writer(tmp_path, out):
+    # A job started in the background by a non-interactive shell inherits SIGINT ignored, and Python then
+    # keeps it ignored; the child gets the default disposition, as a stage started from a terminal has.
     proc = subprocess.Popen([sys.executable, str(tmp_path / "slow_stage.py"), "--out", str(out)], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout.readline() == "writing\n"
     return proc
 
