@@ -98,13 +98,12 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow]) ->
     _, tables = _per_seed([schema.tables_file(metrics, s) for s in seeds], "tables")
     controls, two_seed = {}, None
     if len(seeds) > 1:  # one seed has no partner; its control file says so and is left out
-        trees = [load_json(schema.metrics_file(metrics, schema.TWO_SEED, s, "detect")) for s in seeds]
-        partners = [t.pop("partner", None) for t in trees]
-        two_seed = trees
+        two_seed = [load_json(schema.metrics_file(metrics, schema.TWO_SEED, s, "detect")) for s in seeds]
+        partners = [t.pop("partner", None) for t in two_seed]  # per seed, so not a number to aggregate
         controls["two_seed"] = {"name": schema.TWO_SEED, "label": "KL between two unsanitized models",
                                 "partners": dict(zip(map(str, seeds), partners)),
                                 "files": str(schema.seed_dir(metrics, schema.TWO_SEED, seeds[0]).parent / "seed-<s>"),
-                                "detect": aggregate_tree(trees, keep=IDENTITY["detect"])}
+                                "detect": aggregate_tree(two_seed, keep=IDENTITY["detect"])}
     fonts_path = metrics / "fonts.json"
     return {
         "seeds": list(seeds),

@@ -132,18 +132,17 @@ def _c7(agg):
 
 def _c9(agg):
     m = _detector_model(agg)
+    claim, source = "Sanitization, not any second model, makes the KL a detector", "beyond the paper (control)"
     rule = ("paired per-seed difference of ROC-AUC (the unsanitized-vs-sanitized KL minus the KL between the "
             "unsanitized models of seed s and the next seed, each on the examples made on its second model) has "
             "a 95% t interval above 0 at every attack setting")
     diffs = agg["effects"]["vs_two_seed"].get(m["name"])
     if not diffs:
-        return _claim("Sanitization, not any second model, makes the KL a detector", "beyond the paper (control)",
-                      rule, [{**_missing(f"{m['label']} − two-seed control: ROC-AUC"),
-                              "note": "one seed: the two-seed control needs at least two"}])
+        return _claim(claim, source, rule, [{**_missing(f"{m['label']} − two-seed control: ROC-AUC"),
+                                             "note": "one seed: the two-seed control needs at least two"}])
     parts = [_part(f"{m['label']} − two-seed control: ROC-AUC, {'IGSM' if a == 'igsm' else 'C&W κ'} {k}", d, 0.0)
              for a in ("igsm", "cw") for k, d in sorted(diffs[a].items(), key=lambda kv: float(kv[0]))]
-    return _claim("Sanitization, not any second model, makes the KL a detector", "beyond the paper (control)",
-                  rule, parts)
+    return _claim(claim, source, rule, parts)
 
 
 CLAIMS = {"C1": _c1, "C2": _c2, "C3": _c3, "C4": _c4, "C5": _c5, "C6": _c6, "C7": _c7, "C9": _c9}
