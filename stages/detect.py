@@ -9,12 +9,11 @@ import argparse
 
 from cull import params
 from cull.artifacts import load_npz, save_csv, save_json, save_npz
-from cull.detection import ADVERSARIAL_IMAGES, cdf_rows, detection_metrics, score_attacks, summarize
+from cull.detection import (ADVERSARIAL_IMAGES, ATTACK_KEYS, DATA_KEYS, cdf_rows, detection_metrics, score_attacks,
+                            summarize)
 from cull.models import load_checkpoint
 from cull.runtime import pick_device, run_stage
 
-DATA_KEYS = ("val_x", "val_y", "test_x", "test_y")
-ATTACK_KEYS = ("igsm_index", "igsm_y", "cw_index", "cw_source", "cw_kappa", "cw_adv", "cw_success")
 
 
 def main() -> None:

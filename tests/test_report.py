@@ -36,7 +36,7 @@ def test_report_has_every_section_figure_and_verdict(tiny_repo):
     for name in FIGURES:
         assert (tiny_repo / "report/figures" / name).is_file(), name
     verdicts = json.loads((tiny_repo / "metrics/verdicts.json").read_text())
-    assert list(verdicts) == [f"C{i}" for i in range(1, 8)] + ["C9"]  # C8 (random culling) is not built yet
+    assert list(verdicts) == [f"C{i}" for i in range(1, 10)]
     for cid, v in verdicts.items():
         assert v["verdict"] in schema.VERDICTS
         assert re.search(rf"\| {cid} \| .* \| \*\*{v['verdict']}\*\* \|", text), cid

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cull.params import ParamsError
-from cull.scoring import keep_mask, log_confidence, one_minus_confidence, sanitize, set_sizes
+from cull.scoring import keep_mask, log_confidence, one_minus_confidence, random_like, sanitize, set_sizes
 
 
 def test_confidence_resolves_one_minus_1e_minus_7():
@@ -63,3 +63,21 @@ def test_set_sizes_are_monotone():
 def test_nan_scores_rejected():
     with pytest.raises(ValueError, match="NaN"):
         keep_mask(np.array([np.nan, -1.0]), 0.5)
+
+
+def test_random_like_matches_class_counts_not_membership():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, size=2000)
+    # Class 3 is all outliers: sanitization drops most of it; the others keep their top half.
+    log_conf = np.log(np.where(labels == 3, 0.5, 0.999999)) - rng.uniform(0, 1e-6, size=2000)
+    log_conf[::2] = np.log(0.99)
+    kept, summary = sanitize(log_conf, labels, threshold=0.9999)
+    control, control_summary = random_like(log_conf, labels, threshold=0.9999, seed=0)
+    assert np.bincount(labels[control], minlength=10).tolist() == summary["class_counts"]
+    assert control_summary["class_counts"] == summary["class_counts"] and control_summary["size"] == summary["size"]
+    assert np.all(np.diff(control) > 0)  # sorted, no repeats
+    overlap = np.isin(control, kept).mean()
+    assert control_summary["overlap"] == pytest.approx(overlap) and 0.3 < overlap < 0.7  # random: about half
+    again, _ = random_like(log_conf, labels, threshold=0.9999, seed=0)
+    other, _ = random_like(log_conf, labels, threshold=0.9999, seed=1)
+    assert np.array_equal(control, again) and not np.array_equal(control, other)

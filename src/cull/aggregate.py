@@ -22,6 +22,9 @@ an interval:
   KL detector minus the two-seed control's (``controls.two_seed``: the KL
   between the unsanitized models of seed s and the next seed), per attack
   setting. Empty with one seed, which has no control.
+- ``vs_random[<random row>]``: paired per-seed differences, the row it
+  mirrors minus the random row (same set size and class counts, same seed):
+  IGSM accuracy, C&W mean L2, and the KL detector's ROC-AUC per setting.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from cull.stats import aggregate_tree, paired_difference, seed_slopes
 UNSANITIZED_FILES = ("train", "attack")
 # Per file: fields that describe the run rather than measure it; kept as they are when every seed agrees.
 IDENTITY = {
-    "filter": {"model", "method", "threshold", "total"},
+    "filter": {"model", "method", "like", "threshold", "total"},
     "train": {"method", "threshold", "epochs"},
     "attack": {"n_igsm", "n_cw"},
     "detect": {"divergence", "n_val", "n_test"},
@@ -77,15 +80,22 @@ def _leaf(tree, *keys):
     return tree
 
 
-def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow]) -> dict:
-    """The aggregate.json object for `seeds` and the model table `rows` (headline first)."""
+def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
+              adaptive_models: list[str] | None = None) -> dict:
+    """The aggregate.json object for `seeds` and the model table `rows` (headline first).
+
+    Only the rows named in `adaptive_models` (params; default: the headline) have an adaptive file.
+    """
     metrics = Path(metrics)
+    adaptive_models = [rows[0].name] if adaptive_models is None else adaptive_models
+    no_adaptive = tuple(f for f in schema.FILES if f != "adaptive")
     models, raw = {}, {}
-    for name, files, method, threshold, label in (
-        [("unsanitized", UNSANITIZED_FILES, None, 0.0, "unsanitized")]
-        + [(r.name, schema.FILES, r.method, r.threshold, r.label) for r in rows]
+    for name, files, method, threshold, like, label in (
+        [("unsanitized", UNSANITIZED_FILES, None, 0.0, None, "unsanitized")]
+        + [(r.name, schema.FILES if r.name in adaptive_models else no_adaptive, r.method, r.threshold, r.like,
+            r.label) for r in rows]
     ):
-        entry = {"name": name, "method": method, "threshold": threshold, "label": label,
+        entry = {"name": name, "method": method, "threshold": threshold, "like": like, "label": label,
                  "files": str(schema.seed_dir(metrics, name, seeds[0]).parent / "seed-<s>")}
         raw[name] = {}
         for kind in files:
@@ -114,6 +124,7 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow]) ->
         "tables": tables,
         "fonts": load_json(fonts_path),
         "controls": controls,
+        "adaptive_models": list(adaptive_models),
         "effects": effects(raw, rows, two_seed),
     }
 
@@ -155,4 +166,21 @@ def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None) -> di
             "cw_l2_0": seed_slopes(x, [[_leaf(a, "cw", "0", "mean_l2") for a in att] for att in attacks])
             if all("0" in att[0]["cw"] for att in attacks) else None,
         }
-    return {"vs_unsanitized": vs, "slopes": slopes, "igsm_detect_slope": detect_slope, "vs_two_seed": vs_two_seed}
+    vs_random = {}
+    for r in (r for r in rows if r.method == "random"):
+        mirrored, control = raw[r.like], raw[r.name]
+        vs_random[r.name] = {
+            "mirrors": r.like,
+            "igsm_acc": {k: paired_difference([_leaf(a, "igsm", k, "acc") for a in mirrored["attack"]],
+                                              [_leaf(b, "igsm", k, "acc") for b in control["attack"]])
+                         for k in control["attack"][0]["igsm"]},
+            "cw_l2": {k: paired_difference([_leaf(a, "cw", k, "mean_l2") for a in mirrored["attack"]],
+                                           [_leaf(b, "cw", k, "mean_l2") for b in control["attack"]])
+                      for k in control["attack"][0]["cw"]},
+            "auc": {attack: {k: paired_difference([_leaf(d, attack, k, "auc") for d in mirrored["detect"]],
+                                                  [_leaf(c, attack, k, "auc") for c in control["detect"]])
+                             for k in control["detect"][0][attack]}
+                    for attack in ("igsm", "cw")},
+        }
+    return {"vs_unsanitized": vs, "slopes": slopes, "igsm_detect_slope": detect_slope, "vs_two_seed": vs_two_seed,
+            "vs_random": vs_random}

@@ -42,6 +42,8 @@ ACCEPTANCE_ROUNDING_TOL = 1e-9  # absorbs float error in acceptance * n (0.9 * 3
 FPRS = {"tpr_at_1fpr": 0.01, "tpr_at_5fpr": 0.05}  # metric key -> false-positive rate on normal test examples
 CDF_POINTS = 200  # points kept per curve in the CDF plot data
 ADVERSARIAL_IMAGES = ("igsm_adv_", "cw_adv")  # attacks.npz arrays that must be finite (cw_l2 is NaN where C&W failed)
+DATA_KEYS = ("val_x", "val_y", "test_x", "test_y")  # what a detector stage reads of the dataset
+ATTACK_KEYS = ("igsm_index", "igsm_y", "cw_index", "cw_source", "cw_kappa", "cw_adv", "cw_success")  # of an attacks npz
 
 
 # ---------------------------------------------------------------- divergences

@@ -142,15 +142,22 @@ class ModelRow:
     """One row of the model table (params `models`): a sanitized model, trained once per seed."""
 
     name: str  # folder and stage name: metrics/models/<name>/seed-<s>/
-    method: str
-    threshold: float
+    method: str  # canonical | self | random
+    threshold: float  # random: the threshold of the row it mirrors
+    like: str | None = None  # random only: the row whose set size and class counts the random subset takes
+    like_method: str | None = None  # random only: that row's method (filled in by `model_table`)
 
     def check(self, where):
-        _choice(where, "method", self.method, METHODS)
+        _choice(where, "method", self.method, ROW_METHODS)
         check_threshold(self.threshold, f"{where}.threshold")
+        if (self.method == "random") != (self.like is not None):
+            raise ParamsError(f"{where}.like: a random row names the row it mirrors (like: <row>), "
+                              f"and only a random row does; got method {self.method} with like {self.like!r}")
 
     @property
     def label(self) -> str:
+        if self.method == "random":  # C8's control: same size and class counts, drawn at random
+            return f"random (as {self.like_method} ≥ {self.threshold!r})"
         return f"{self.method} ≥ {self.threshold!r}"  # repr: '%g' would print 0.9999999 as 1
 
 
@@ -213,7 +220,8 @@ class Adaptive:
         _range(where, "kl_margin", self.kl_margin, 0.0, 100.0)
 
 
-METHODS = ("canonical", "self")
+METHODS = ("canonical", "self")  # the scores a sanitization filter can use
+ROW_METHODS = (*METHODS, "random")  # random: a control, a random subset the size of another row's set (C8)
 DATASETS = ("mnist", "svhn")
 
 # Top-level key -> dataclass (sections) or validator (scalars and lists).
@@ -230,7 +238,7 @@ SECTIONS = {
     "detect": Detect,
     "adaptive": Adaptive,
 }
-SCALARS = ("dataset", "threshold", "method", "seeds", "models")
+SCALARS = ("dataset", "threshold", "method", "seeds", "models", "adaptive_models")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -280,13 +288,53 @@ def model_table(raw: dict, path: str) -> list[ModelRow]:
             method = raw.get("method", "canonical")
             _choice(path, "method", method, METHODS)
             body = {"method": method, "threshold": check_threshold(raw.get("threshold", 0.9999), f"{path}: threshold")}
-        row = build(ModelRow, {"name": name, **(body or {})}, f"{where}.{name}")
-        twin = next((r for r in rows if (r.method, r.threshold) == (row.method, row.threshold)), None)
+        body = dict(body or {})
+        if body.get("method") == "random":
+            body.update(_mirrored(table, body, raw, where=f"{where}.{name}"))
+        row = build(ModelRow, {"name": name, **body}, f"{where}.{name}")
+        twin = next((r for r in rows if (r.method, r.threshold, r.like_method) ==
+                     (row.method, row.threshold, row.like_method)), None)
         if twin is not None:
             raise ParamsError(f"{where}.{name}: {row.label} is row {twin.name!r} already; a model is trained once, "
                               "so remove one of them")
         rows.append(row)
     return sorted(rows, key=lambda r: r.name != HEADLINE)
+
+
+def _mirrored(table: dict, body: dict, raw: dict, *, where: str) -> dict:
+    """A random row's threshold and like_method, read off the (non-random) row it names in `like`."""
+    from cull.schema import HEADLINE
+
+    if "threshold" in body or "like_method" in body:
+        key = "threshold" if "threshold" in body else "like_method"
+        raise ParamsError(f"{where}.{key}: a random row takes it from the row named in like; remove it")
+    like = body.get("like")
+    target = table.get(like) if isinstance(like, str) else None
+    if like == HEADLINE:
+        target = {"method": raw.get("method", "canonical"), "threshold": raw.get("threshold", 0.9999)}
+    if not isinstance(target, dict) or target.get("method") not in METHODS:
+        raise ParamsError(f"{where}.like: expected the name of a canonical or self row of models, got {like!r}")
+    return {"threshold": target.get("threshold"), "like_method": target["method"]}
+
+
+def adaptive_models(raw: dict, path: str) -> list[str]:
+    """The rows of params `models` that stage adaptive attacks (params `adaptive_models`; default: the headline).
+
+    Each name must be a row of the model table, listed once.
+    """
+    from cull.schema import HEADLINE
+
+    where = f"{path}: adaptive_models"
+    names = raw.get("adaptive_models", [HEADLINE])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ParamsError(f"{where}: expected a list of row names of models, got {names!r}")
+    rows = [r.name for r in model_table(raw, path)]
+    for name in names:
+        if name not in rows:
+            raise ParamsError(f"{where}: {name!r} is not a row of models (rows: {', '.join(rows)})")
+        if names.count(name) > 1:
+            raise ParamsError(f"{where}: {name!r} is listed twice")
+    return list(names)
 
 
 def _check_search(where, section):
@@ -388,7 +436,8 @@ def load(path: str | Path, *keys: str) -> dict:
 
     Sections come back as dataclasses; `threshold` as a float, `method` and
     `dataset` as strings, `seeds` as a list of ints, `models` as the list of
-    `ModelRow` (`model_table`), the headline row first.
+    `ModelRow` (`model_table`), the headline row first; `adaptive_models` as a
+    list of row names (`adaptive_models`).
     """
     raw = read_yaml(path)
     known = set(SECTIONS) | set(SCALARS)
@@ -412,6 +461,8 @@ def load(path: str | Path, *keys: str) -> dict:
             out[key] = check_seeds(raw.get(key, [0]), where)
         elif key == "models":
             out[key] = model_table(raw, str(path))
+        elif key == "adaptive_models":
+            out[key] = adaptive_models(raw, str(path))
         else:
             raise KeyError(key)
     return out

@@ -124,8 +124,9 @@ def value(leaf):
 
 # ---------------------------------------------------------------- aggregate.json and verdicts.json
 
-AGGREGATE_KEYS = ("seeds", "headline", "models", "canonical", "scores", "tables", "fonts", "controls", "effects")
-MODEL_KEYS = ("name", "method", "threshold", "label", "files")  # beside the aggregated FILES of each model row
+AGGREGATE_KEYS = ("seeds", "headline", "models", "canonical", "scores", "tables", "fonts", "controls",
+                  "adaptive_models", "effects")
+MODEL_KEYS = ("name", "method", "threshold", "like", "label", "files")  # beside the aggregated FILES of each model row
 VERDICTS = ("REPRODUCED", "CONTRADICTED", "INCONCLUSIVE")
 VERDICT_KEYS = ("claim", "source", "verdict", "rule", "numbers")
 

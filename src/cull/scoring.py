@@ -112,6 +112,26 @@ def sanitize(log_conf: np.ndarray, labels: np.ndarray, *, threshold: float) -> t
     return np.flatnonzero(mask), summary
 
 
+def random_like(log_conf: np.ndarray, labels: np.ndarray, *, threshold: float,
+                seed: int) -> tuple[np.ndarray, dict]:
+    """A random subset with the class counts that `sanitize` keeps at `threshold`, and its summary.
+
+    The control of claim C8: a model trained on it sees as many images of each
+    class as the sanitized model, but drawn uniformly within the class, not
+    kept for being typical. So a difference between the two models is due to
+    *which* images were removed, not to how many. Seeded by `seed` (numpy
+    PCG64); returns sorted indices and a `sanitize`-shaped summary, plus
+    ``overlap``: the fraction of the subset that the sanitized set holds too.
+    """
+    mirrored, reference = sanitize(log_conf, labels, threshold=threshold)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), 0xC8])  # a stream of its own: no other draw shifts it
+    parts = [rng.choice(np.flatnonzero(labels == k), size=count, replace=False)
+             for k, count in enumerate(reference["class_counts"]) if count]
+    kept = np.sort(np.concatenate(parts))
+    return kept, {**reference, "overlap": float(np.isin(kept, mirrored).mean())}
+
+
 def set_sizes(log_conf: np.ndarray, labels: np.ndarray, thresholds: list[float]) -> list[dict]:
     """Set size and class composition at each threshold (paper Tables 1-3, Fig. 11)."""
     rows = []

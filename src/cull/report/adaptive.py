@@ -71,8 +71,14 @@ def _adaptive(inp: Inputs) -> str:
            "attack stage's plain C&W on the same source images, scored by the same rule. Each cell: system "
            "accuracy % / attack success % / mean L2 of the successes, over every attempt (n source images × 9 "
            "targets per κ)."]
+    chosen = inp.agg["adaptive_models"]  # params adaptive_models: the rows attacked adaptively
     ran = [m for m in inp.sanitized if m.adaptive]
-    missing = [m.files + "/adaptive.json" for m in inp.sanitized if m.adaptive is None]
+    missing = [m.files + "/adaptive.json" for m in inp.sanitized if m.adaptive is None and m.name in chosen]
+    skipped = [m.label for m in inp.sanitized if m.name not in chosen]
+    if skipped:
+        out.append(f"Rows attacked adaptively (params `adaptive_models`): "
+                   f"{', '.join(m.label for m in inp.sanitized if m.name in chosen)}; not the "
+                   f"{'row' if len(skipped) == 1 else 'rows'} {', '.join(skipped)}.")
     note = f"{ADAPTIVE_NOT_RUN} {', '.join(map(str, missing))} {'is' if len(missing) == 1 else 'are'} missing._"
     if not ran:
         return "\n\n".join(out + [note])

@@ -1,5 +1,7 @@
 """Sections 5 and 6: accuracy under IGSM and C&W distortion per model and threshold (Fig. 4-6).
 
+Section 6 ends with the random-culling control (claim C8), beyond the paper.
+
 Also writes ``threshold_<method>.csv``, the same numbers per threshold as a DVC plot.
 """
 from __future__ import annotations
@@ -138,4 +140,32 @@ def _cw(inp: Inputs, figdir: Path) -> str:
                                   title=f"C&W distortion vs sanitization threshold (paper {number})")
     out.append(_figure(figdir, "cw_l2_vs_threshold.png", fig,
                        f"Mean L2 of C&W examples vs sanitization threshold, one line per κ (paper {number})."))
+    out += ["### Control: random culling"] + _random_control(inp)
     return "\n\n".join(out)
+
+
+def _random_control(inp: Inputs) -> list[str]:
+    """Claim C8's control: each random row beside the sanitized row it mirrors, and their paired differences."""
+    diffs = inp.agg["effects"].get("vs_random") or {}
+    if not diffs:
+        return [_not_run("the model table has no random row (a row with method: random, like: <row>)")]
+    by_name = {m.name: m for m in inp.sanitized}
+    rows = []
+    for name, d in diffs.items():
+        control, mirrored = by_name[name], by_name[d["mirrors"]]
+        for what, side, difference, fmt in (
+            ("IGSM-5 accuracy %", lambda m: _get(m.attacks, "igsm", "5", "acc"), _get(d, "igsm_acc", "5"), _pct),
+            ("C&W κ = 0 mean L2", lambda m: _get(m.attacks, "cw", "0", "mean_l2"), _get(d, "cw_l2", "0"),
+             lambda s: _num(s, ".3f")),
+            ("KL ROC-AUC, IGSM 5", lambda m: _get(m.detect, "igsm", "5", "auc"), _get(d, "auc", "igsm", "5"),
+             lambda s: _num(s, ".3f")),
+        ):
+            cells = [fmt(side(mirrored)), fmt(side(control)), _num(difference, "+.3f")]
+            rows.append([f"{mirrored.label} vs {control.label}", what] + cells)
+    overlap = [f"{by_name[name].label}: {_pct(_get(by_name[name].filter, 'overlap'), n=False)}% of its images are in "
+               f"the mirrored set" for name in diffs]
+    return [f"Beyond the paper, a control (claim C8): does sanitization help because it removes *outliers*, or "
+            f"because the model trains on less data? A random row trains, with the same seeds, on a random subset "
+            f"with the same size and class counts as the sanitized set it mirrors. The difference is paired by seed "
+            f"(sanitized − random; IGSM accuracy as a fraction). {'; '.join(overlap)}.",
+            _table(["models", "number", "sanitized", "random", "difference [t 95%]"], rows)]
