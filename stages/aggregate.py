@@ -2,7 +2,7 @@
 
     python stages/aggregate.py --params params.yaml --metrics metrics --out metrics/aggregate.json
 
-Reads params seeds, threshold, method, models and adaptive_models, and under --metrics each
+Reads params seeds, threshold, method, models, adaptive_models and alpha_models, and under --metrics each
 seed's files of every model row, the unsanitized and canonical models, scores
 and tables (cull.schema). Writes one JSON (cull.aggregate) and a summary line.
 """
@@ -20,8 +20,9 @@ def main() -> None:
     parser.add_argument("--metrics", required=True, help="metrics folder the per-seed stages wrote")
     parser.add_argument("--out", required=True, help="aggregate JSON to write")
     args = parser.parse_args()
-    p = params.load(args.params, "seeds", "models", "adaptive_models")
-    result = aggregate(args.metrics, seeds=p["seeds"], rows=p["models"], adaptive_models=p["adaptive_models"])
+    p = params.load(args.params, "seeds", "models", "adaptive_models", "alpha_models")
+    result = aggregate(args.metrics, seeds=p["seeds"], rows=p["models"], adaptive_models=p["adaptive_models"],
+                       alpha_models=p["alpha_models"])
     save_json(args.out, result)
     head = result["models"][result["headline"]]
     acc = head["train"]["test_acc"]

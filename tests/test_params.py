@@ -13,13 +13,14 @@ def write(tmp_path, text):
 def test_defaults_file_loads():
     p = params.load("params.yaml", *params.SECTIONS, *params.SCALARS)
     assert p["threshold"] == 0.9999 and p["method"] == "canonical"
-    assert p["train"].optimizer == "adam"
+    assert (p["train"].optimizer, p["train"].lr, p["train"].nesterov, p["train"].epochs) == ("sgd", 0.01, True, 16)
     assert p["seeds"] == [0, 1, 2]
     assert [row.name for row in p["models"]][0] == "headline"
     assert p["models"][0] == params.ModelRow("headline", "canonical", 0.9999)
     control = next(row for row in p["models"] if row.method == "random")
     assert (control.like, control.like_method, control.threshold) == ("headline", "canonical", 0.9999)
-    assert p["adaptive_models"] == ["headline", "self-0.9999999"]
+    assert p["adaptive_models"] == p["alpha_models"] == ["headline", "self-0.9999999"]
+    assert p["alpha"].target_accuracy == 0.533 and p["alpha"].reference == 0.05
 
 
 def test_random_row_follows_the_row_it_mirrors(tmp_path):
@@ -81,13 +82,17 @@ def test_defaults_live_in_one_place():
     ("adaptive_models: [nope]\n", r"adaptive_models: 'nope' is not a row of models \(rows: headline\)"),
     ("adaptive_models: headline\n", r"adaptive_models: expected a list of row names of models, got 'headline'"),
     ("adaptive_models: [headline, headline]\n", r"adaptive_models: 'headline' is listed twice"),
+    ("alpha_models: [headline, nope]\n", r"alpha_models: 'nope' is not a row of models"),
+    ("alpha: {alphas: [0.05, 0.02]}\n", r"alpha.alphas: expected increasing step sizes in \(0, 1\], got \[0.05, 0.02\]"),
+    ("alpha: {alphas: []}\n", r"alpha.alphas: expected increasing step sizes"),
+    ("alpha: {target_accuracy: 53.3}\n", r"alpha.target_accuracy: expected a value in \[0.0, 1.0\], got 53.3"),
     ("seeds: []\n", r"seeds: expected a non-empty list of non-negative integers"),
     ("seeds: [0, 1, 1]\n", r"seeds: seed 1 is listed twice"),
     ("seeds: [0, -1]\n", r"seeds: expected a non-empty list"),
     ("seeds: 3\n", r"seeds: expected a non-empty list"),
     ("train: {precision: half}\n", r"train.precision: expected one of float32, bfloat16"),
     ("train: [1, 2]\n", r"train: expected a mapping"),
-    ("train: {nesterov: true}\n", r"train.nesterov: needs optimizer sgd with momentum > 0, got adam"),
+    ("train: {optimizer: adam}\n", r"train.nesterov: needs optimizer sgd with momentum > 0, got adam"),
     ("train: {optimizer: sgd, nesterov: yes please}\n", r"train.nesterov: expected bool, got 'yes please'"),
     ("train: {lr_decay: 2}\n", r"train.lr_decay: expected a value in \[0.0, 1.0\], got 2"),
     ("threshold: [\n", r"not valid YAML \(line 2, column 1: "),

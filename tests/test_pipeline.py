@@ -11,16 +11,24 @@ import pytest
 from conftest import dvc, ran_stages, tiny_params, write_params
 
 UPSTREAM = ("mnist", "prepare", "fonts")
-PER_SEED = ("canonical", "unsanitized", "score", "tables", "attack_unsanitized")
+PER_SEED = ("canonical", "unsanitized", "score", "tables", "attack_unsanitized", "alpha_sweep",
+            "igsm_alpha_unsanitized")
 CHAIN = ("filter", "train", "attack", "detect", "adaptive")
+ALPHA = "igsm_alpha"  # the tiny params' alpha_models: the headline only
 
 
 @pytest.mark.slow
 def test_repro_builds_every_seed_and_row(tiny_repo):
     for seed in (0, 1):
         for path in (f"models/canonical/seed-{seed}.pt", f"models/unsanitized/seed-{seed}.pt",
-                     f"metrics/tables/seed-{seed}.json", f"metrics/models/unsanitized/seed-{seed}/attack.json"):
+                     f"metrics/tables/seed-{seed}.json", f"metrics/models/unsanitized/seed-{seed}/attack.json",
+                     f"metrics/alpha/sweep/seed-{seed}.json", f"metrics/models/unsanitized/seed-{seed}/{ALPHA}.json"):
             assert (tiny_repo / path).is_file(), path
+        swept = json.loads((tiny_repo / f"metrics/alpha/sweep/seed-{seed}.json").read_text())
+        low, high = swept["calibrated"]["bracket"]
+        assert low <= swept["calibrated"]["alpha"] <= high
+        for row in ("headline", "self-0.99", "random-headline"):
+            assert (tiny_repo / f"metrics/models/{row}/seed-{seed}/{ALPHA}.json").is_file() == (row == "headline")
         for row in ("headline", "self-0.99", "random-headline"):
             assert (tiny_repo / f"models/{row}/seed-{seed}.pt").is_file()
             for name in CHAIN:  # the random row is not in adaptive_models
@@ -55,7 +63,7 @@ def test_threshold_change_reruns_only_the_headline_chain(tiny_repo):
     try:
         out = dvc(tiny_repo, "repro").stdout
         ran = ran_stages(out)
-        headline = {f"{stage}@headline-{s}" for stage in CHAIN for s in (0, 1)}
+        headline = {f"{stage}@headline-{s}" for stage in (*CHAIN, ALPHA) for s in (0, 1)}
         assert headline | {"aggregate", "verdicts", "report"} <= ran
         # The random row mirrors the headline's set, so its chain follows the threshold too.
         assert {f"{stage}@random-headline-{s}" for stage in CHAIN[:-1] for s in (0, 1)} <= ran
@@ -81,7 +89,7 @@ def test_a_new_seed_runs_only_its_own_stages(tiny_repo):
         per_seed = {name for name in ran if "@" in name} - control
         assert per_seed and all(name.endswith("2") and name.split("@")[1].split("-")[-1] == "2" for name in per_seed), per_seed
         assert {f"{stage}@2" for stage in PER_SEED} <= ran
-        assert {f"{stage}@headline-2" for stage in CHAIN} <= ran
+        assert {f"{stage}@headline-2" for stage in (*CHAIN, ALPHA)} <= ran
         assert ran - per_seed == control | {"aggregate", "verdicts", "report"}
         agg = json.loads((tiny_repo / "metrics/aggregate.json").read_text())
         assert agg["seeds"] == [0, 1, 2]

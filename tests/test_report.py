@@ -15,7 +15,7 @@ from cull.report.inputs import _get
 from cull.report.markdown import _num, _pct
 
 FIGURES = ("class_composition.png", "igsm_vs_threshold.png", "cw_l2_vs_threshold.png", "cdf_igsm.png",
-           "cdf_cw.png", "training_curves.png", "adversarial_grid.png", "fonts_preview.png")
+           "cdf_cw.png", "training_curves.png", "adversarial_grid.png", "fonts_preview.png", "igsm_alpha_sweep.png")
 NUMBER = r"-?\d+(\.\d+)?(e-?\d+)?"
 WITH_INTERVAL = re.compile(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]")
 
@@ -36,7 +36,7 @@ def test_report_has_every_section_figure_and_verdict(tiny_repo):
     for name in FIGURES:
         assert (tiny_repo / "report/figures" / name).is_file(), name
     verdicts = json.loads((tiny_repo / "metrics/verdicts.json").read_text())
-    assert list(verdicts) == [f"C{i}" for i in range(1, 10)]
+    assert list(verdicts) == ["C1", "C1c"] + [f"C{i}" for i in range(2, 10)]
     for cid, v in verdicts.items():
         assert v["verdict"] in schema.VERDICTS
         assert re.search(rf"\| {cid} \| .* \| \*\*{v['verdict']}\*\* \|", text), cid
@@ -59,6 +59,11 @@ def test_every_ours_number_carries_its_interval_and_n(tiny_repo):
     table5 = text[text.index("### Table 5"):text.index("### Table 6")]
     igsm = [line for line in table5.splitlines() if line.startswith("| IGSM")]
     assert igsm and all(len(WITH_INTERVAL.findall(line)) == 2 and "(n=120)" in line for line in igsm)
+    steps = text[text.index("### The IGSM step size, calibrated"):text.index("## 6.")]
+    sweep = [line for line in steps.splitlines() if re.match(r"\| 0\.\d+ \|", line)]
+    assert len(sweep) == 4 and all(len(WITH_INTERVAL.findall(line)) == 3 and "(n=120)" in line for line in sweep)
+    fig4 = [line for line in steps.splitlines() if re.match(r"\| (unsanitized|canonical ≥ 0.9) \| (calibrated|reference)", line)]
+    assert len(fig4) == 4 and all(len(WITH_INTERVAL.findall(line)) >= 3 for line in fig4)
     adaptive = text[text.index("## 12. Adaptive attacker"):]
     assert adaptive.count("\n| canonical ≥ 0.9 |") >= 2 and adaptive.count("\n| self ≥ 0.99 |") >= 2
     assert "Adaptive attack not run" not in adaptive

@@ -25,6 +25,13 @@ an interval:
 - ``vs_random[<random row>]``: paired per-seed differences, the row it
   mirrors minus the random row (same set size and class counts, same seed):
   IGSM accuracy, C&W mean L2, and the KL detector's ROC-AUC per setting.
+- ``alpha_vs_unsanitized[<row of alpha_models>]``: paired per-seed
+  differences, model minus unsanitized, of IGSM accuracy per iteration count at
+  the calibrated and at the reference step size (`cull.calibration`).
+
+``alpha`` holds the step-size sweep of the unsanitized models with each seed's
+calibrated step (aggregated like every per-seed file), and the rows that were
+attacked at it.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ from cull.artifacts import load_json
 from cull.params import ModelRow
 from cull.stats import aggregate_tree, paired_difference, seed_slopes
 
-UNSANITIZED_FILES = ("train", "attack")
+UNSANITIZED_FILES = ("train", "attack", schema.ALPHA_FILE)
 # Per file: fields that describe the run rather than measure it; kept as they are when every seed agrees.
 IDENTITY = {
     "filter": {"model", "method", "like", "threshold", "total"},
@@ -49,6 +56,8 @@ IDENTITY = {
     "tables": {"threshold", "total"},
     "scores": set(),
     "curve": {"epoch"},
+    "igsm_alpha": {"eps", "n_images", "alpha"},
+    "sweep": {"eps", "n_images", "target_accuracy", "iterations", "reference"},
 }
 
 
@@ -81,19 +90,25 @@ def _leaf(tree, *keys):
 
 
 def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
-              adaptive_models: list[str] | None = None) -> dict:
+              adaptive_models: list[str] | None = None, alpha_models: list[str] | None = None) -> dict:
     """The aggregate.json object for `seeds` and the model table `rows` (headline first).
 
-    Only the rows named in `adaptive_models` (params; default: the headline) have an adaptive file.
+    Only the rows named in `adaptive_models` (params; default: the headline) have an adaptive file,
+    and only those in `alpha_models` (default: the headline) an igsm_alpha file.
     """
     metrics = Path(metrics)
     adaptive_models = [rows[0].name] if adaptive_models is None else adaptive_models
-    no_adaptive = tuple(f for f in schema.FILES if f != "adaptive")
+    alpha_models = [rows[0].name] if alpha_models is None else alpha_models
+
+    optional = {"adaptive": adaptive_models, schema.ALPHA_FILE: alpha_models}  # file -> the rows that have it
+
+    def files_of(name: str) -> tuple[str, ...]:
+        return tuple(f for f in schema.FILES if f not in optional or name in optional[f])
+
     models, raw = {}, {}
     for name, files, method, threshold, like, label in (
         [("unsanitized", UNSANITIZED_FILES, None, 0.0, None, "unsanitized")]
-        + [(r.name, schema.FILES if r.name in adaptive_models else no_adaptive, r.method, r.threshold, r.like,
-            r.label) for r in rows]
+        + [(r.name, files_of(r.name), r.method, r.threshold, r.like, r.label) for r in rows]
     ):
         entry = {"name": name, "method": method, "threshold": threshold, "like": like, "label": label,
                  "files": str(schema.seed_dir(metrics, name, seeds[0]).parent / "seed-<s>")}
@@ -102,6 +117,8 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
             raw[name][kind], entry[kind] = _per_seed([schema.metrics_file(metrics, name, s, kind) for s in seeds], kind)
         _, entry["curve"] = _per_seed([schema.seed_dir(metrics, name, s) / "curve.csv" for s in seeds], "curve")
         models[name] = entry
+    _, sweep = _per_seed([schema.sweep_file(metrics, s) for s in seeds], "sweep")
+    alpha = {"models": list(alpha_models), "sweep": sweep}
     _, canonical = _per_seed([schema.canonical_file(metrics, s) for s in seeds], "canonical")
     _, canonical_curve = _per_seed([schema.canonical_file(metrics, s).with_suffix(".csv") for s in seeds], "curve")
     _, scores = _per_seed([schema.scores_file(metrics, s) for s in seeds], "scores")
@@ -125,11 +142,12 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
         "fonts": load_json(fonts_path),
         "controls": controls,
         "adaptive_models": list(adaptive_models),
-        "effects": effects(raw, rows, two_seed),
+        "alpha": alpha,
+        "effects": effects(raw, rows, two_seed, alpha_models),
     }
 
 
-def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None) -> dict:
+def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None, alpha_models: tuple = ()) -> dict:
     """The paired differences and slopes described in the module docstring, from per-seed trees."""
     base = raw["unsanitized"]["attack"]
     vs, slopes, detect_slope, vs_two_seed = {}, {}, {}, {}
@@ -182,5 +200,11 @@ def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None) -> di
                              for k in control["detect"][0][attack]}
                     for attack in ("igsm", "cw")},
         }
+    base_alpha = raw["unsanitized"].get(schema.ALPHA_FILE)
+    alpha_vs = {name: {step: {k: paired_difference([_leaf(a, step, "acc", k) for a in raw[name][schema.ALPHA_FILE]],
+                                                   [_leaf(b, step, "acc", k) for b in base_alpha])
+                              for k in base_alpha[0][step]["acc"]}
+                       for step in ("calibrated", "reference")}
+                for name in alpha_models if base_alpha is not None}
     return {"vs_unsanitized": vs, "slopes": slopes, "igsm_detect_slope": detect_slope, "vs_two_seed": vs_two_seed,
-            "vs_random": vs_random}
+            "vs_random": vs_random, "alpha_vs_unsanitized": alpha_vs}

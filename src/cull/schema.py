@@ -2,14 +2,15 @@
 
 Paths. Every per-seed artifact lives under a (model, seed) folder:
 
-    metrics/models/<model>/seed-<s>/{filter,train,attack,detect,adaptive}.json, curve.csv, detect_cdf.csv
+    metrics/models/<model>/seed-<s>/{filter,train,attack,detect,adaptive,igsm_alpha}.json, curve.csv, detect_cdf.csv
     data/models/<model>/seed-<s>/{kept,attacks,detect,adaptive}.npz
     models/<model>/seed-<s>.pt
 
 `<model>` is a row name of params `models` (``headline`` is the row that the
 top-level ``threshold`` and ``method`` describe), or ``unsanitized``; the
 canonical (font) model is ``models/canonical/seed-<s>.pt`` with
-``metrics/canonical/seed-<s>.json``. dvc.yaml spells the same paths; the
+``metrics/canonical/seed-<s>.json``; the IGSM step-size sweep of the unsanitized
+model, with its calibrated step, is ``metrics/alpha/sweep/seed-<s>.json``. dvc.yaml spells the same paths; the
 contract test keeps the two in step.
 
 Leaves. A per-seed metrics file holds three kinds of number, and the
@@ -37,7 +38,8 @@ import numpy as np
 TWO_SEED = "two-seed"  # the control detector: KL between the unsanitized models of two seeds
 RESERVED = ("unsanitized", "canonical", TWO_SEED)  # folder names that no row of params `models` may take
 HEADLINE = "headline"  # the row of params `models` described by the top-level threshold and method
-FILES = ("filter", "train", "attack", "detect", "adaptive")  # per (model, seed) metrics JSON, in chain order
+FILES = ("filter", "train", "attack", "detect", "adaptive", "igsm_alpha")  # per (model, seed) metrics JSON, chain order
+ALPHA_FILE = "igsm_alpha"  # only for the unsanitized model and the rows of params alpha_models
 INTERVALS = ("wilson", "bootstrap", "t")
 STAT_KEYS = ("mean", "sd", "lo", "hi", "n", "seeds", "per_seed", "interval")
 
@@ -61,6 +63,10 @@ def partner_seed(seeds: list[int], seed: int) -> int | None:
     if seed not in seeds:
         raise ValueError(f"seed {seed} is not in seeds {seeds}")
     return None if len(seeds) < 2 else seeds[(seeds.index(seed) + 1) % len(seeds)]
+
+
+def sweep_file(root: str | Path, seed: int) -> Path:
+    return Path(root) / "alpha" / "sweep" / f"seed-{int(seed)}.json"
 
 
 def canonical_file(root: str | Path, seed: int) -> Path:
@@ -125,7 +131,7 @@ def value(leaf):
 # ---------------------------------------------------------------- aggregate.json and verdicts.json
 
 AGGREGATE_KEYS = ("seeds", "headline", "models", "canonical", "scores", "tables", "fonts", "controls",
-                  "adaptive_models", "effects")
+                  "adaptive_models", "alpha", "effects")
 MODEL_KEYS = ("name", "method", "threshold", "like", "label", "files")  # beside the aggregated FILES of each model row
 VERDICTS = ("REPRODUCED", "CONTRADICTED", "INCONCLUSIVE")
 VERDICT_KEYS = ("claim", "source", "verdict", "rule", "numbers")

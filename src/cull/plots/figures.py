@@ -77,6 +77,40 @@ def threshold_lines(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *
     return fig
 
 
+def alpha_sweep(series: Mapping[str, Mapping[float, tuple[float, float, float]]], *, target: float | None,
+                calibrated: float | None, reference: float | None) -> Figure | None:
+    """Accuracy against the IGSM step size, one line per iteration count, with 95% error bars.
+
+    Parameters
+    ----------
+    series : {label: {alpha: (mean, lo, hi)}}, accuracies in %.
+    target : the paper's accuracy the calibration aims at (a dashed horizontal line), or None.
+    calibrated, reference : step sizes marked by vertical lines (solid, dotted), or None.
+    """
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, (ax,) = _panels(1)
+    for label, pts in series.items():
+        xs = sorted(pts)
+        ys = [pts[a][0] for a in xs]
+        err = [[y - pts[a][1] for a, y in zip(xs, ys)], [pts[a][2] - y for a, y in zip(xs, ys)]]
+        ax.errorbar(xs, ys, yerr=err, capsize=3, marker="o", label=label)
+    if target is not None:
+        ax.axhline(target, **{k: v for k, v in PAPER_STYLE.items() if k in ("color", "linestyle")},
+                   label=f"paper, unsanitized, 5 iterations ({target:g}%)")
+    if calibrated is not None:
+        ax.axvline(calibrated, color="tab:red", label=f"calibrated step {calibrated:.4f}")
+    if reference is not None:
+        ax.axvline(reference, color="grey", linestyle=":", label=f"cleverhans default {reference:g}")
+    ax.set_xlabel("IGSM step size alpha")
+    ax.set_ylabel("accuracy on IGSM examples (%)")
+    ax.set_title("Unsanitized model, IGSM step-size sweep")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
 def cdf_panels(panels: list[tuple[str, list[Mapping[str, tuple[np.ndarray, np.ndarray]]], float | None]], *,
                xlabel: str, title: str) -> Figure | None:
     """Empirical CDFs, one subplot per sanitized model, one curve per set and seed.
