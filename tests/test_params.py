@@ -131,3 +131,31 @@ def test_not_utf8_names_the_file(tmp_path):
     path.write_bytes(b"threshold: 0.9\n# caf\xb8\n")
     with pytest.raises(ParamsError, match=r"params.yaml: not UTF-8 text \(byte 0xb8 at offset 20"):
         params.load(path, "threshold")
+
+
+def test_readme_paper_scale_command_gives_valid_params(tmp_path):
+    """The README's paper-scale preset, applied to params.yaml by DVC's own `-S` override parser, validates."""
+    import re
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    from dvc.utils.hydra import apply_overrides
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Paper scale"):]
+    command = re.search(r"```\n(dvc exp run .*?)\n```", section, re.S).group(1).replace("\\\n", " ")
+    words = shlex.split(command)
+    overrides = [words[i + 1] for i, w in enumerate(words) if w == "-S"]
+    path = tmp_path / "params.yaml"
+    shutil.copy(root / "params.yaml", path)
+    apply_overrides(path, overrides)
+    p = params.load(path, *params.SECTIONS, *params.SCALARS)
+    rows = {r.name: r for r in p["models"]}
+    assert len(rows) == 22 and (p["cw"].n, p["igsm"].n) == (15, 10000)
+    sanitized = {(r.method, r.threshold) for r in rows.values() if r.method != "random"}
+    assert sanitized == {("canonical", t) for t in (0.7, 0.8, 0.9, 0.99, 0.999, 0.9999)} | {
+        ("self", t) for t in (0.999, 0.9999, 0.99999, 0.999999, 0.9999999)}  # every Table 4 model
+    mirrored = {(r.like_method, r.threshold) for r in rows.values() if r.method == "random"}
+    assert mirrored == sanitized  # a random control for every one of them

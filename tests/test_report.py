@@ -15,7 +15,8 @@ from cull.report.inputs import _get
 from cull.report.markdown import _num, _pct
 
 FIGURES = ("class_composition.png", "igsm_vs_threshold.png", "cw_l2_vs_threshold.png", "cdf_igsm.png",
-           "cdf_cw.png", "training_curves.png", "adversarial_grid.png", "fonts_preview.png", "igsm_alpha_sweep.png")
+           "cdf_cw.png", "training_curves.png", "adversarial_grid.png", "fonts_preview.png", "igsm_alpha_sweep.png",
+           "retention_curve.png")
 NUMBER = r"-?\d+(\.\d+)?(e-?\d+)?"
 WITH_INTERVAL = re.compile(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]")
 
@@ -102,6 +103,23 @@ def test_report_refuses_a_stale_aggregate(tiny_repo, tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"threshold": 0.9999}))
     with pytest.raises(ValueError, match="a.json: not an aggregate metrics file"):
         gather(tmp_path / "a.json", tiny_repo / "metrics/verdicts.json", tiny_repo / "metrics", tiny_repo / "data", p)
+
+
+@pytest.mark.slow
+def test_report_shows_the_retention_curve(tiny_repo, tmp_path):
+    text = (tiny_repo / "report/report.md").read_text(encoding="utf-8")
+    sizes = text[text.index("**Retention vs epochs.**"):text.index("## 4.")]
+    curve = json.loads((tiny_repo / "benchmarks/results/retention.json").read_text())
+    rows = [line for line in sizes.splitlines() if re.match(r"\| (\*\*)?\d+(\*\*)? \|", line)]
+    assert len(rows) == len(curve["curve"]) and f"| **{curve['closest_epoch']}** |" in sizes
+    assert all(len(WITH_INTERVAL.findall(line)) == 1 + len(curve["thresholds"]) for line in rows)
+    assert "This run's training recipe differs from the curve's" in sizes  # the tiny params train with Adam
+    p = params.load(tiny_repo / "params.yaml", *PARAM_KEYS)
+    (tmp_path / "r.json").write_text(json.dumps({"curve": []}))
+    with pytest.raises(ValueError, match=r"r.json: not a retention curve of benchmarks/retention_curve.py \(missing "
+                                         r"recipe, precision"):
+        gather(tiny_repo / "metrics/aggregate.json", tiny_repo / "metrics/verdicts.json", tiny_repo / "metrics",
+               tiny_repo / "data", p, retention=tmp_path / "r.json")
 
 
 @pytest.mark.slow

@@ -101,15 +101,15 @@ def accuracy_at(model, test_x: np.ndarray, test_y: np.ndarray, *, calibrated: di
 
 
 def summary_line(result: dict) -> str:
-    """One line for a stage's log: accuracy at each iteration count, per step size."""
-    parts = []
-    for name in ("calibrated", "reference"):
-        if name in result:
-            r = result[name]
-            parts.append(f"{name} alpha {r['alpha']:.4f}: " + " ".join(f"{k}:{v['rate']:.3f}" for k, v in r["acc"].items()))
-    if "acc" in result:
-        parts = [f"alpha {a}: " + " ".join(f"{k}:{v['rate']:.3f}" for k, v in acc.items())
-                 for a, acc in result["acc"].items()]
-    if "calibrated" in result and "acc" in result:
-        parts.append(f"calibrated alpha {result['calibrated']['alpha']:.4f}")
+    """One line for a stage's log: accuracy at each iteration count, per step size (a `sweep` or an `accuracy_at`)."""
+    def counts(acc: dict) -> str:
+        return " ".join(f"{k}:{v['rate']:.3f}" for k, v in acc.items())
+
+    if "acc" in result:  # a sweep, with its calibration
+        parts = [f"alpha {a}: {counts(acc)}" for a, acc in result["acc"].items()]
+        if "calibrated" in result:
+            parts.append(f"calibrated alpha {result['calibrated']['alpha']:.4f}")
+    else:
+        parts = [f"{name} alpha {result[name]['alpha']:.4f}: {counts(result[name]['acc'])}"
+                 for name in ("calibrated", "reference")]
     return f"IGSM accuracy on {result['n_images']} images | " + " | ".join(parts)

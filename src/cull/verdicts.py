@@ -79,8 +79,8 @@ def _c1c(agg):
         parts.append(_part(label, diffs[m["name"]]["calibrated"].get("5"), 0.0))
     return _claim("Sanitization raises accuracy under IGSM-5, at the step size calibrated on the unsanitized "
                   "model's 53.3%", "Fig. 4, §3.3",
-                  "as C1, at the IGSM step at which the unsanitized models' mean IGSM-5 accuracy is the paper's "
-                  "(stage alpha_calibrate), on the rows of params alpha_models", parts)
+                  "as C1, at each seed's IGSM step at which its unsanitized model's IGSM-5 accuracy is the "
+                  "paper's (stage alpha_sweep), for the rows of params alpha_models", parts)
 
 
 def _c2(agg):

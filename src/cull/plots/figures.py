@@ -111,6 +111,36 @@ def alpha_sweep(series: Mapping[str, Mapping[float, tuple[float, float, float]]]
     return fig
 
 
+def retention_curve(series: Mapping[str, Mapping[int, tuple[float, float, float]]], paper: Mapping[str, float], *,
+                    chosen: int | None) -> Figure | None:
+    """Share of the pool kept (%) against training epochs, one line per threshold, with 95% bands.
+
+    Parameters
+    ----------
+    series : {threshold label: {epoch: (mean, lo, hi)}}.
+    paper : {threshold label: the paper's share (%)}, drawn as dashed lines in the series' colours.
+    chosen : the epoch count the run trained (a vertical line), or None.
+    """
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, (ax,) = _panels(1)
+    for label, pts in series.items():
+        xs = sorted(pts)
+        (line,) = ax.plot(xs, [pts[e][0] for e in xs], marker=".", label=f"≥ {label}")
+        ax.fill_between(xs, [pts[e][1] for e in xs], [pts[e][2] for e in xs], color=line.get_color(), alpha=0.15)
+        if label in paper:
+            ax.axhline(paper[label], color=line.get_color(), linestyle="--", linewidth=1)
+    if chosen is not None:
+        ax.axvline(chosen, color="grey", linestyle=":", label=f"this run: {chosen} epochs")
+    ax.set_xlabel("training epochs (unsanitized model)")
+    ax.set_ylabel("share of the pool kept (%)")
+    ax.set_title("Self-sanitization retention vs epochs\n(dashed: the paper's Table 2)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    return fig
+
+
 def cdf_panels(panels: list[tuple[str, list[Mapping[str, tuple[np.ndarray, np.ndarray]]], float | None]], *,
                xlabel: str, title: str) -> Figure | None:
     """Empirical CDFs, one subplot per sanitized model, one curve per set and seed.

@@ -48,7 +48,7 @@ def write_report(inp: Inputs, out: Path) -> str:
     out = Path(out)
     figdir = out / "figures"
     gaps: list[Gap] = []
-    parts = [_intro(inp), _verdicts(inp), _run_context(inp, gaps), _headline(inp, gaps), _sizes(inp, gaps),
+    parts = [_intro(inp), _verdicts(inp), _run_context(inp, gaps), _headline(inp, gaps), _sizes(inp, gaps, figdir),
              _composition(inp, figdir), _igsm(inp, figdir), _cw(inp, figdir), _detection(inp, figdir, gaps),
              _curves(inp, figdir), _grid(inp, figdir), _fonts(inp, figdir)]
     parts.append(_differences(inp, gaps))  # after the paper's sections: it lists the gaps they collected

@@ -57,6 +57,7 @@ class Inputs:
     attacks_npz: Path  # the headline model's first seed
     detect_npz: Path
     fonts_preview: Path
+    retention: dict | None = None  # benchmarks/results/retention.json: self-sanitization shares per epoch
 
     @property
     def dataset(self) -> str:
@@ -94,8 +95,13 @@ def _model(entry: dict, metrics: Path, seeds: list[int]) -> Model:
                  igsm_alpha=entry.get(schema.ALPHA_FILE), cdf=cdf)
 
 
-def gather(aggregate: Path, verdicts: Path, metrics: Path, data: Path, params: dict) -> Inputs:
-    """Read the aggregate, the verdicts and the plot data. `params` holds `PARAM_KEYS` as `cull.params.load` gives."""
+def gather(aggregate: Path, verdicts: Path, metrics: Path, data: Path, params: dict,
+           retention: Path | None = None) -> Inputs:
+    """Read the aggregate, the verdicts, the plot data and, if given, the retention curve.
+
+    `params` holds `PARAM_KEYS` as `cull.params.load` gives; `retention` is the
+    JSON of benchmarks/retention_curve.py.
+    """
     aggregate, metrics, data = Path(aggregate), Path(metrics), Path(data)
     agg = schema.check_aggregate(load_json(aggregate), aggregate)
     found = schema.check_verdicts(load_json(verdicts), verdicts)
@@ -112,7 +118,20 @@ def gather(aggregate: Path, verdicts: Path, metrics: Path, data: Path, params: d
         unsanitized=_model(agg["models"]["unsanitized"], metrics, seeds),
         sanitized=[_model(agg["models"][name], metrics, seeds) for name in wanted],
         attacks_npz=head / "attacks.npz", detect_npz=head / "detect.npz", fonts_preview=data / "fonts_preview.png",
+        retention=None if retention is None else _retention(Path(retention)),
     )
+
+
+RETENTION_KEYS = ("recipe", "precision", "seeds", "thresholds", "paper_table2_share", "curve", "closest_epoch")
+
+
+def _retention(path: Path) -> dict:
+    obj = load_json(path)
+    missing = [k for k in RETENTION_KEYS if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise ValueError(f"{path}: not a retention curve of benchmarks/retention_curve.py (missing "
+                         f"{', '.join(missing)})")
+    return obj
 
 
 def _same(a: float, b: float) -> bool:

@@ -1,16 +1,18 @@
 """The report's opening and its table sections: 1. run context, 2. headline numbers,
-3. sanitized training-set size (Tables 1-3)."""
+3. sanitized training-set size (Tables 1-3) and the retention curve behind the epoch count."""
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
 import json
 import platform
+from pathlib import Path
 
+from cull.plots import figures
 from cull.plots.figures import threshold_label
 from cull.report.gaps import Gap, _compare
 from cull.report.inputs import Inputs, _by_float, _get
-from cull.report.markdown import DASH, _missing, _not_run, _num, _pct, _table
+from cull.report.markdown import DASH, _figure, _missing, _not_run, _num, _pct, _table
 from cull.report.paper import (
     PAPER_CANONICAL,
     PAPER_CW0_L2,
@@ -163,7 +165,50 @@ def _size_table(inp: Inputs, method: str, paper: dict, gaps: list[Gap], label: s
     return f"**{label}** ({method} sanitization)\n\n" + _table(header, rows)
 
 
-def _sizes(inp: Inputs, gaps: list[Gap]) -> str:
+def _retention(inp: Inputs, figdir: Path) -> list[str]:
+    """The retention curve of benchmarks/retention_curve.py: why the classifiers train the epochs they do."""
+    r = inp.retention
+    if r is None:
+        return [_not_run("no retention curve given (stage report --retention)")]
+    train, recipe = inp.params["train"], r["recipe"]
+    same = all(getattr(train, k) == v for k, v in recipe.items()) and train.precision == r["precision"]
+    labels = [threshold_label(t) for t in r["thresholds"]]
+    keys = [f"share_{label}" for label in labels]
+    rows = [[f"**{e['epoch']}**" if e["epoch"] == r["closest_epoch"] else str(e["epoch"]),
+             _pct(_ci(e["test_acc"]), n=False)] + [_pct(_ci(e[k]), n=False) for k in keys]
+            + [_num(e["rms_points_from_paper"], ".1f", n=False)] for e in r["curve"]]
+    paper = [_pct(r["paper_table2_share"][label], n=False) for label in labels]
+    rows.append(["paper (Table 2)", DASH] + paper + [DASH])
+    series = {label: {e["epoch"]: tuple(100 * _ci(e[k])[f] for f in ("mean", "lo", "hi")) for e in r["curve"]}
+              for label, k in zip(labels, keys)}
+    fig = figures.retention_curve(series, {label: 100 * r["paper_table2_share"][label] for label in labels},
+                                  chosen=train.epochs if same else None)
+    recipe_text = ", ".join(f"{k} {v}" for k, v in recipe.items())
+    return [f"**Retention vs epochs.** The share of the pool that self sanitization keeps is a fingerprint of how "
+            f"long the scoring model trained, and Table 2 reports it for the paper's set-up. "
+            f"`benchmarks/retention_curve.py` (run by hand, not a stage; its output is committed) trained the "
+            f"unsanitized model with {recipe_text}, {r['precision']}, for seeds {r['seeds']}, and scored the pool "
+            f"after every epoch: mean [95% t interval, clipped to 0–100] over seeds, and the rms distance from "
+            f"Table 2 in points. "
+            f"{r['closest_epoch']} epochs lie closest. "
+            + (f"This run trains its classifiers {train.epochs} epochs with the same recipe."
+               if same else "This run's training recipe differs from the curve's (params train), so the curve "
+                            "does not describe it."),
+            _table(["epochs", "test acc %"] + [f"≥ {label}" for label in labels] + ["rms from paper"], rows),
+            _figure(figdir, "retention_curve.png", fig, "Share of the pool kept by self sanitization vs the "
+                    "unsanitized model's training epochs, with 95% bands; dashed: the paper's Table 2.")]
+
+
+def _ci(entry: dict) -> dict:
+    """A retention-curve entry {mean, lo, hi} as a Stat-shaped dict over its seeds, for the formatters.
+
+    The t interval is clipped to [0, 1], the range of a share or an accuracy.
+    """
+    return {"mean": entry["mean"], "sd": None, "lo": max(0.0, entry["lo"]), "hi": min(1.0, entry["hi"]), "n": None,
+            "seeds": None, "per_seed": None, "interval": "t"}
+
+
+def _sizes(inp: Inputs, gaps: list[Gap], figdir: Path) -> str:
     out = ["## 3. Sanitized training-set size (Tables 1, 2, 3)"]
     if inp.tables is None:
         return "\n\n".join(out + [_missing(inp.metrics / "tables.json")])
@@ -177,6 +222,7 @@ def _sizes(inp: Inputs, gaps: list[Gap]) -> str:
                 out.append(f"**{label}**: " + _not_run(f"tables.json holds no {method} rows"))
             else:
                 out.append(_size_table(inp, method, paper, gaps, label))
+        out += _retention(inp, figdir)
     else:
         out.append("**Canonical sanitization**: not applicable to SVHN (paper §3.2: no canonical colour digits).")
         out.append(_size_table(inp, "self", PAPER_TABLE3, gaps, "Table 3") if inp.tables.get("self")
