@@ -43,3 +43,28 @@ def test_check_good_and_corrupt_images(tmp_path):
 def test_check_missing_threshold_file(tmp_path):
     result = runner.invoke(app, ["check", "x.png", "--detect-metrics", str(tmp_path / "absent.json")])
     assert result.exit_code == 1 and "absent.json: file not found" in result.output
+
+
+def test_doctor_names_the_device_dtypes_threads_and_versions(tmp_path, monkeypatch):
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 0, result.output
+    shown = dict(line.split(": ", 1) for line in result.output.splitlines())
+    resolved = "cuda" if torch.cuda.is_available() else "cpu"
+    assert shown["device.setting"] == "auto" and shown["device.resolved"] == resolved
+    assert shown["dtypes.training"] == "bfloat16" and shown["versions.torch"] == torch.__version__
+    assert int(shown["threads.torch_intra_op"]) == torch.get_num_threads()
+    asks_cuda = tmp_path / "p.yaml"
+    asks_cuda.write_text("base: {device: cuda}\n")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = runner.invoke(app, ["doctor", "--params", str(asks_cuda)])
+    assert result.exit_code == 1
+    assert "error: base.device: 'cuda' was asked for but torch sees no CUDA device" in result.output
+
+
+def test_device_selection_prefers_cuda_only_when_present(monkeypatch):
+    from cull.runtime import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda" and pick_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu"

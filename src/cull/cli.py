@@ -77,6 +77,17 @@ def mnist(
 
 @app.command()
 @one_line_errors
+def doctor(params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file whose choices to show")):
+    """Print the device the pipeline would use here, the numeric types, the threads and the versions."""
+    from cull.system import describe, lines
+
+    p = params.load(params_file, "base", "train", "cw")
+    for line in lines(describe(p["base"].device, p["train"], p["cw"])):
+        typer.echo(line)
+
+
+@app.command()
+@one_line_errors
 def info(checkpoint: Path):
     """Print a checkpoint's architecture and the metadata it was saved with."""
     from cull.check import load_model
