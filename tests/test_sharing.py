@@ -31,3 +31,48 @@ def test_remote_round_trip_reruns_nothing(tiny_repo, tmp_path):
         assert (clone / path).read_bytes() == (tiny_repo / path).read_bytes(), path
     diff = dvc(clone, "metrics", "diff", "HEAD", "--json")
     assert diff.returncode == 0 and diff.stdout.strip() in ("{}", "")  # nothing differs from what A committed
+
+
+QUEUE_JOBS = 2  # workers for `dvc queue start`; README "Sharing and scaling" gives the measured safe count
+UPSTREAM = ("mnist", "prepare", "fonts", "canonical@", "unsanitized@", "score@", "tables@", "attack_unsanitized@",
+            "alpha_sweep@", "igsm_alpha_unsanitized@")
+
+
+def queue_status(repo) -> dict[str, str]:
+    """Experiment name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
+    out = dvc(repo, "queue", "status").stdout
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip() and not line.startswith("Worker")]
+    return {row[1]: row[-1] for row in rows if len(row) >= 4}
+
+
+@pytest.mark.slow
+def test_queue_runs_a_grid_without_recomputing_upstream(tiny_repo):
+    """Two thresholds x two seeds through `dvc exp run --queue` and `dvc queue start -j QUEUE_JOBS`."""
+    import time
+
+    git(tiny_repo, "add", "-A")
+    git(tiny_repo, "commit", "-q", "--allow-empty", "-m", "baseline for the queue")
+    names = []
+    for threshold in (0.5, 0.8):
+        for seed in (0, 1):
+            name = f"q-t{str(threshold).replace('.', 'p')}-s{seed}"
+            dvc(tiny_repo, "exp", "run", "--queue", "--name", name, "-S", f"threshold={threshold}",
+                "-S", f"seeds=[{seed}]")
+            names.append(name)
+    dvc(tiny_repo, "queue", "start", "-j", str(QUEUE_JOBS))
+    deadline = time.monotonic() + 1800
+    while True:
+        status = queue_status(tiny_repo)
+        if all(status.get(n) in ("Success", "Failed") for n in names) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    dvc(tiny_repo, "queue", "stop", check=False)
+    logs = {n: dvc(tiny_repo, "queue", "logs", n, check=False).stdout for n in names}
+    assert all(status.get(n) == "Success" for n in names), (status, {n: logs[n][-2000:] for n in names})
+    for name, log in logs.items():
+        ran = ran_stages(log)
+        seed = name[-1]
+        assert f"train@headline-{seed}" in ran, (name, sorted(ran))
+        assert not [s for s in ran if s.startswith(UPSTREAM)], (name, sorted(ran))  # shared stages come from cache
+    shown = dvc(tiny_repo, "exp", "show", "--json").stdout
+    assert all(n in shown for n in names)
