@@ -1,4 +1,5 @@
-"""Stage tables: sanitized-set size and class composition at every listed threshold (Tables 1-3, Fig. 11)."""
+"""Stage tables: sanitized-set size and class composition at every listed threshold (Tables 1-3, Fig. 11),
+and each class's mean confidence under each scoring model."""
 import argparse
 
 import numpy as np
@@ -6,7 +7,7 @@ import numpy as np
 from cull import params
 from cull.artifacts import load_npz, save_json
 from cull.runtime import run_stage
-from cull.scoring import check_scores, set_sizes
+from cull.scoring import check_scores, mean_confidence, set_sizes
 
 
 def main():
@@ -18,12 +19,14 @@ def main():
     p = params.load(args.params, "tables")
     scores = load_npz(args.scores, ("canonical", "self", "labels"))
     labels = scores["labels"]
-    out = {"total": int(len(labels))}
+    out = {"total": int(len(labels)), "mean_confidence": {}}
     for method in ("canonical", "self"):
         if method == "canonical" and np.isnan(scores[method]).all():
-            out[method] = None  # no canonical model applies to this dataset (SVHN is in colour)
+            out[method] = out["mean_confidence"][method] = None  # no canonical model for this dataset (SVHN: colour)
             continue
-        out[method] = set_sizes(check_scores(scores, method, args.scores), labels, getattr(p["tables"], method))
+        log_conf = check_scores(scores, method, args.scores)
+        out[method] = set_sizes(log_conf, labels, getattr(p["tables"], method))
+        out["mean_confidence"][method] = mean_confidence(log_conf, labels)
     save_json(args.metrics, out)
     sizes = {m: [r["size"] for r in out[m]] for m in ("canonical", "self") if out[m]}
     print(f"tables: of {len(labels)} training images, kept {sizes}")

@@ -60,6 +60,9 @@ def test_every_ours_number_carries_its_interval_and_n(tiny_repo):
     table5 = text[text.index("### Table 5"):text.index("### Table 6")]
     igsm = [line for line in table5.splitlines() if line.startswith("| IGSM")]
     assert igsm and all(len(WITH_INTERVAL.findall(line)) == 2 and "(n=120)" in line for line in igsm)
+    composition = text[text.index("## 4. Class composition"):text.index("## 5.")]
+    digits = [line for line in composition.splitlines() if re.match(r"\| \d \|", line)]
+    assert len(digits) == 10 and all(len(WITH_INTERVAL.findall(line)) == 2 for line in digits)
     steps = text[text.index("### The IGSM step size, calibrated"):text.index("## 6.")]
     sweep = [line for line in steps.splitlines() if re.match(r"\| 0\.\d+ \|", line)]
     assert len(sweep) == 4 and all(len(WITH_INTERVAL.findall(line)) == 3 and "(n=120)" in line for line in sweep)

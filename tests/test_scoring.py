@@ -81,3 +81,12 @@ def test_random_like_matches_class_counts_not_membership():
     again, _ = random_like(log_conf, labels, threshold=0.9999, seed=0)
     other, _ = random_like(log_conf, labels, threshold=0.9999, seed=1)
     assert np.array_equal(control, again) and not np.array_equal(control, other)
+
+
+def test_mean_confidence_per_class():
+    from cull.scoring import mean_confidence
+
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    conf = np.array([0.5, 1.0, 0.9, 0.1, 0.2, 0.3])
+    means = mean_confidence(np.log(conf), labels, num_classes=4)
+    assert means[:3] == pytest.approx([0.75, 0.9, 0.2]) and means[3] is None  # class 3 has no image

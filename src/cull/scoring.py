@@ -132,6 +132,16 @@ def random_like(log_conf: np.ndarray, labels: np.ndarray, *, threshold: float,
     return kept, {**reference, "overlap": float(np.isin(kept, mirrored).mean())}
 
 
+def mean_confidence(log_conf: np.ndarray, labels: np.ndarray, *, num_classes: int = 10) -> list[float | None]:
+    """Per class, the mean confidence exp(log_conf) of the training images of that class (None if it has none).
+
+    Where a class's mean is low, few of its images survive any threshold: the
+    paper's Fig. 11a, where the canonical model's 8s fall.
+    """
+    conf, labels = np.exp(np.asarray(log_conf, dtype=np.float64)), np.asarray(labels)
+    return [float(conf[labels == c].mean()) if (labels == c).any() else None for c in range(num_classes)]
+
+
 def set_sizes(log_conf: np.ndarray, labels: np.ndarray, thresholds: list[float]) -> list[dict]:
     """Set size and class composition at each threshold (paper Tables 1-3, Fig. 11)."""
     rows = []

@@ -9,7 +9,7 @@ import numpy as np
 from cull.artifacts import atomic_path, load_npz
 from cull.plots import figures
 from cull.report.inputs import METHODS, Inputs
-from cull.report.markdown import _figure, _missing, _not_run
+from cull.report.markdown import _figure, _missing, _not_run, _num, _table
 
 
 def _composition(inp: Inputs, figdir: Path) -> str:
@@ -18,6 +18,14 @@ def _composition(inp: Inputs, figdir: Path) -> str:
     caption = ("Share of each digit among the kept training images, per threshold, mean over seeds with its "
                "95% t band (paper Fig. 11).")
     out.append(_figure(figdir, "class_composition.png", fig, caption))
+    conf = inp.tables.get("mean_confidence") or {}
+    methods = [m for m in METHODS if conf.get(m)]
+    if methods:
+        rows = [[str(c)] + [_num(conf[m][c], ".3f", n=False) for m in methods] for c in range(len(conf[methods[0]]))]
+        out.append("Mean confidence of each digit's training images under each scoring model (the canonical font "
+                   "model, the unsanitized model), mean [95% t interval] over seeds. A class with a low mean loses "
+                   "most of its images at every threshold; the paper's Fig. 11a shows its canonical 8s falling.")
+        out.append(_table(["digit"] + [f"{m} model" for m in methods], rows))
     return "\n\n".join(out)
 
 
