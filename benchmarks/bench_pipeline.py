@@ -2,7 +2,7 @@
 
     python benchmarks/bench_pipeline.py            # no-op repro time and the rerun scope of a threshold change
     python benchmarks/bench_pipeline.py --full     # also: the default dvc repro from an empty cache,
-                                                   # wall time and peak RSS per stage (about 20 minutes)
+                                                   # wall time and peak RSS per stage (about 3 hours)
 
 The scratch clone is a `git clone` of this repository's HEAD with the
 workspace's own dvc.yaml, params.yaml and dvc.lock copied over it, so it
