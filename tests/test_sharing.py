@@ -72,7 +72,9 @@ def test_queue_runs_a_grid_without_recomputing_upstream(tiny_repo):
     for name, log in logs.items():
         ran = ran_stages(log)
         seed = name[-1]
-        assert f"train@headline-{seed}" in ran, (name, sorted(ran))
+        # the headline model of this threshold is trained, or restored from DVC's run cache when an earlier
+        # test already trained it (the threshold test runs 0.5): either way, this task dealt with it
+        assert f"train@headline-{seed}" in ran or f"Stage 'train@headline-{seed}' is cached" in log, (name, sorted(ran))
         assert not [s for s in ran if s.startswith(UPSTREAM)], (name, sorted(ran))  # shared stages come from cache
     shown = dvc(tiny_repo, "exp", "show", "--json").stdout
     assert all(n in shown for n in names)
