@@ -13,15 +13,17 @@ import torch.nn as nn
 from conftest import CLASSES, SIDE, small_cnn, synthetic
 
 from cull import params
-from cull.attacks.adaptive import SumLogits, adaptive_l2, sum_l2, system_outcome
+from cull.attacks.adaptive import adaptive_l2, sum_l2, system_outcome
 from cull.attacks.cw import cw_l2
+from cull.attacks.targets import DetectorSystem, KLDetector, MahalanobisDetector, SqueezeDetector, SumLogits
 from cull.detection import calibrate_threshold, divergence
+from cull.detectors import feature_squeezing_score, fit_class_gaussians, mahalanobis_score, penultimate_features
 from cull.models import CWNet, ModelConfig, save_checkpoint
 from cull.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"steps": 200, "search_steps": 6, "lr": 0.05, "initial_c": 0.1}  # enough for 12x12 nets
-MARGIN = 2e-4  # kl_margin: tau is about 1.3e-3 here
+MARGIN = 2e-4  # margin: tau is about 1.3e-3 here
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,6 +50,10 @@ def setting(pair):
     return x, y, (y + 1) % CLASSES, tau
 
 
+def kl_system(u, s, tau, kind="kl"):
+    return DetectorSystem(s, KLDetector(u, s, kind), tau)
+
+
 def scores(u, s, images):
     with torch.no_grad():
         z_u, z_s = u(images), s(images)
@@ -58,13 +64,13 @@ def test_hinge_keeps_the_divergence_below_tau(pair, setting):
     u, s = pair
     x, y, t, tau = setting
     oblivious = cw_l2(s, x, y, t, **FAST)
-    res = adaptive_l2(u, s, x, y, t, threshold=tau, kl_margin=MARGIN, **FAST)
+    res = adaptive_l2(kl_system(u, s, tau), x, y, t, margin=MARGIN, **FAST)
     assert res.success.float().mean() >= 0.75
     d, san, unsan = scores(u, s, res.images)  # recomputed as the detector does, in a fresh batch
     ok = res.success.numpy()
     assert (d[ok] <= tau).all() and (san[res.success] == t[res.success]).all()
     assert (unsan[res.success] == t[res.success]).all()  # the attacker's own goal
-    np.testing.assert_allclose(res.divergence.numpy(), d, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(res.score.numpy(), d, rtol=1e-6, atol=1e-12)
     assert torch.equal(res.l2.isnan(), ~res.found)
     # the oblivious examples are rejected: without the hinge the two models disagree
     d_obl, _, _ = scores(u, s, oblivious.images)
@@ -77,7 +83,7 @@ def test_higher_kappa_costs_distance_and_still_meets_the_margin(pair, setting):
     u, s = pair
     x, y, t, tau = setting
     kappa = torch.tensor([0.0] * 4 + [3.0] * 4)
-    res = adaptive_l2(u, s, x, y, t, threshold=tau, kappa=kappa, kl_margin=MARGIN, **FAST)
+    res = adaptive_l2(kl_system(u, s, tau), x, y, t, kappa=kappa, margin=MARGIN, **FAST)
     assert res.success.all()
     with torch.no_grad():
         for model in (u, s):
@@ -94,18 +100,59 @@ def logits(*rows):
 def test_success_needs_found_accepted_and_the_target():
     z_u = logits([0, 5], [0, 5], [5, 0], [0, 5])
     z_s = logits([0, 5], [0, 5], [5, 0], [0, 1])
+    u, s = Rows(z_u), Rows(z_s)
     targets = torch.tensor([1, 1, 1, 1])
     found = torch.tensor([True, False, True, True])
-    out = system_outcome(z_u, z_s, targets, found, threshold=0.1)
+    out = system_outcome(kl_system(u, s, 0.1), torch.arange(4.0), targets, found)
     # all three hold | not found | accepted (KL 0) but S says 0 | S says 1 but KL 0.28 > tau: rejected
     assert out["success"].tolist() == [True, False, False, False]
     assert out["accepted"].tolist() == [True, True, True, False]
-    assert out["sanitized_pred"].tolist() == [1, 1, 0, 1]
-    assert out["divergence"].dtype == torch.float64
-    np.testing.assert_allclose(out["divergence"].numpy(), divergence(z_u, z_s))
-    # U's class is recorded but is not part of the rule: the system never outputs it
-    out = system_outcome(logits([5, 0]), logits([0, 5]), torch.tensor([1]), torch.tensor([True]), threshold=100.0)
-    assert out["success"].tolist() == [True] and out["unsanitized_pred"].tolist() == [0]
+    assert out["pred"].tolist() == [1, 1, 0, 1]
+    assert out["score"].dtype == torch.float64
+    np.testing.assert_allclose(out["score"].numpy(), divergence(z_u, z_s))
+
+
+class Rows(nn.Module):
+    """A 'model' that returns fixed logits, row i for input i (inputs are the row numbers)."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = table
+        self.training = False
+
+    def forward(self, x):
+        return self.table[x.long()]
+
+
+class FixedScore(nn.Module):
+    """A detector whose score of input i is scores[i]; it watches nothing beyond the classifier."""
+
+    watched = ()
+
+    def __init__(self, scores):
+        super().__init__()
+        self.scores = torch.tensor(scores, dtype=torch.float64)
+
+    def forward(self, x, logits=None):
+        return self.scores[x.long()]
+
+    def exact(self, x):
+        return self.scores[x.long()].numpy()
+
+    hinge = staticmethod(KLDetector.hinge)
+
+
+def test_a_detector_system_counts_success_only_when_accepted_and_the_target():
+    classifier = Rows(logits([0, 5], [0, 5], [5, 0], [5, 0]))
+    system = DetectorSystem(classifier, FixedScore([0.1, 0.9, 0.1, 0.9]), 0.5)
+    assert system.watched == (classifier,)
+    torch.testing.assert_close(system(torch.arange(4.0)), classifier.table)
+    out = system_outcome(system, torch.arange(4.0), torch.ones(4, dtype=torch.long), torch.ones(4, dtype=bool))
+    # accepted and target | rejected | accepted, wrong class | rejected, wrong class
+    assert out["success"].tolist() == [True, False, False, False]
+    assert out["accepted"].tolist() == [True, False, True, False]
+    with pytest.raises(ValueError, match="threshold: expected a finite score >= 0"):
+        DetectorSystem(classifier, FixedScore([0.0]), float("inf"))
 
 
 def constant(bias):
@@ -126,10 +173,10 @@ def test_sum_variant_uses_the_same_rule(u_bias, s_bias, tau, found, success):
     u, s = constant(u_bias), constant(s_bias)
     x = torch.full((2, 1, 4, 4), 0.5)
     labels, targets = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
-    res = sum_l2(u, s, x, labels, targets, threshold=tau, steps=5, search_steps=1)
+    res = sum_l2(kl_system(u, s, tau), x, labels, targets, steps=5, search_steps=1)
     assert res.found.tolist() == [found] * 2 and res.success.tolist() == [success] * 2
     if not success:  # the adaptive attacker cannot do it either: S never moves, or D never falls
-        adaptive = adaptive_l2(u, s, x, labels, targets, threshold=tau, steps=5, search_steps=2)
+        adaptive = adaptive_l2(kl_system(u, s, tau), x, labels, targets, steps=5, search_steps=2)
         assert not adaptive.found.any() and not adaptive.success.any()
         assert torch.equal(adaptive.images, x) and adaptive.l2.isnan().all()
 
@@ -139,12 +186,12 @@ def test_sum_variant_on_trained_pair(pair, setting):
     x, y, t, tau = setting
     results = {}
     for kappa in (0.0, 20.0):
-        res = results[kappa] = sum_l2(u, s, x, y, t, threshold=tau, kappa=kappa, **FAST)
+        res = results[kappa] = sum_l2(kl_system(u, s, tau), x, y, t, kappa=kappa, **FAST)
         d, san, _ = scores(u, s, res.images)
         assert res.found.all()
         assert torch.equal(res.success, res.found & torch.from_numpy(d <= tau) & (san == t))
     low, high = results[0.0], results[20.0]
-    assert high.divergence.max() < low.divergence.min()  # kappa 20 saturates both models: D collapses
+    assert high.score.max() < low.score.min()  # kappa 20 saturates both models: D collapses
     assert high.success.sum() > low.success.sum() and (high.l2 > low.l2).all()
 
 
@@ -164,36 +211,94 @@ def test_sum_logits_adds_and_leaves_modes_alone(pair):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"threshold": -1.0}, r"threshold: expected a finite divergence >= 0, got -1.0"),
-    ({"threshold": float("nan")}, r"threshold: expected a finite divergence >= 0"),
-    ({"threshold": 0.1, "divergence_kind": "kld"}, r"divergence: expected one of kl, reverse, js, got 'kld'"),
-    ({"threshold": 0.1, "kl_margin": -0.5}, r"kl_margin: expected >= 0, got -0.5"),
-    ({"threshold": 0.1, "kappa": -1.0}, r"kappa: expected values >= 0"),
-    ({"threshold": 0.1, "steps": 0}, r"steps and search_steps: expected >= 1"),
+    ({"margin": -0.5}, r"margin: expected >= 0, got -0.5"),
+    ({"kappa": -1.0}, r"kappa: expected values >= 0"),
+    ({"steps": 0}, r"steps and search_steps: expected >= 1"),
 ])
 def test_adaptive_validation_errors(pair, setting, kwargs, match):
     u, s = pair
     x, y, t, _ = setting
     with pytest.raises(ValueError, match=match):
-        adaptive_l2(u, s, x, y, t, **kwargs)
+        adaptive_l2(kl_system(u, s, 0.1), x, y, t, **kwargs)
+
+
+def test_system_validation_errors(pair, setting):
+    u, s = pair
+    x, y, t, _ = setting
+    with pytest.raises(ValueError, match=r"threshold: expected a finite score >= 0, got -1.0"):
+        kl_system(u, s, -1.0)
+    with pytest.raises(ValueError, match=r"divergence: expected one of kl, reverse, js, got 'kld'"):
+        KLDetector(u, s, "kld")
+    with pytest.raises(TypeError, match="system: expected a cull.attacks.targets.DetectorSystem"):
+        adaptive_l2(s, x, y, t)
+    squeeze = DetectorSystem(s, SqueezeDetector(s), 0.1)
+    with pytest.raises(ValueError, match="sum_l2: needs a KL detector's two models, got SqueezeDetector"):
+        sum_l2(squeeze, x, y, t)
 
 
 def test_models_must_agree_on_classes(pair, setting):
     u, _ = pair
     x, y, t, _ = setting
     three = nn.Sequential(nn.Flatten(), nn.Linear(SIDE * SIDE, 3)).eval()
-    with pytest.raises(ValueError, match="unsanitized model has 4 classes, the sanitized 3"):
-        adaptive_l2(u, three, x, y, t % 3, threshold=0.1)
+    with pytest.raises(ValueError, match=r"the watched models have \[4, 3\] classes"):
+        adaptive_l2(kl_system(u, three, 0.1), x, y, t % 3)
+
+
+@pytest.fixture(scope="module")
+def baselines(pair):
+    """The sanitized model's squeeze and Mahalanobis systems, tau at 90% acceptance of 200 normals."""
+    _, s = pair
+    xv, _ = synthetic(200, seed=2)
+    xt, yt = synthetic(512, seed=1)
+    fit = fit_class_gaussians(penultimate_features(s, xt[256:]), yt[256:].numpy(), num_classes=CLASSES)
+    with torch.no_grad():
+        squeeze = SqueezeDetector(s)
+        mahalanobis = MahalanobisDetector(s, fit)
+        return {name: DetectorSystem(s, d, calibrate_threshold(d.exact(xv), acceptance=0.9))
+                for name, d in (("squeeze", squeeze), ("mahalanobis", mahalanobis))}
+
+
+def test_baseline_scores_match_their_detectors(pair, baselines):
+    _, s = pair
+    x, _ = synthetic(16, seed=7)
+    squeeze, mahalanobis = baselines["squeeze"].detector, baselines["mahalanobis"].detector
+    np.testing.assert_allclose(squeeze.exact(x), feature_squeezing_score(s, x))
+    with torch.no_grad():  # the differentiable score is the exact one (BPDA changes only the gradient)
+        np.testing.assert_allclose(squeeze(x).numpy(), squeeze.exact(x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(mahalanobis(x).numpy(), mahalanobis.exact(x), rtol=1e-6)
+    np.testing.assert_allclose(mahalanobis.exact(x),
+                               mahalanobis_score(mahalanobis.gaussians, penultimate_features(s, x)))
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(squeeze(x).sum(), x)  # BPDA: the squeezers pass the gradient straight through
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["squeeze", "mahalanobis"])
+def test_hinge_drives_each_baseline_score_below_tau(pair, setting, baselines, name):
+    _, s = pair
+    x, y, t, _ = setting
+    system = baselines[name]
+    oblivious = cw_l2(s, x, y, t, **FAST)
+    rejected_before = ~system.accepts(oblivious.images)[0]
+    res = adaptive_l2(system, x, y, t, margin=1e-3, **FAST)
+    assert res.success.float().mean() >= 0.75
+    accepted, score = system.accepts(res.images)  # a fresh batch, the detector's own computation
+    assert (score[res.success] <= system.threshold).all() and accepted[res.success].all()
+    with torch.no_grad():
+        assert (s(res.images).argmax(1)[res.success] == t[res.success]).all()
+    assert (rejected_before & res.success).any()  # it gets past the detector where plain C&W was caught
+    assert res.l2[res.success].mean() >= oblivious.l2[res.success].mean() - 1e-6
 
 
 @pytest.mark.parametrize("text, match", [
     ("adaptive: {kappas: [0, -5]}\n", r"adaptive.kappas: expected non-negative confidences"),
     ("adaptive: {kappas: []}\n", r"adaptive.kappas: expected non-negative confidences, got \[\]"),
-    ("adaptive: {kl_margin: -0.1}\n", r"adaptive.kl_margin: expected a value in \[0.0, 100.0\], got -0.1"),
+    ("adaptive: {margin: -0.1}\n", r"adaptive.margin: expected a value in \[0.0, 100.0\], got -0.1"),
+    ("adaptive: {detectors: [kl, squeze]}\n", r"adaptive.detectors: expected one of kl, reverse, js, squeeze, mahalanobis"),
     ("adaptive: {n: 0}\n", r"adaptive.n: expected a value in \[1, 100000\], got 0"),
     ("adaptive: {steps: 1.5}\n", r"adaptive.steps: expected int, got 1.5"),
     ("adaptive: {search_steps: 0}\n", r"adaptive.search_steps: expected a value in \[1, 100\]"),
-    ("adaptive: {margin: 0.1}\n", r"adaptive.margin: unknown key \(valid keys: n, kappas"),
+    ("adaptive: {kl_margin: 0.1}\n", r"adaptive.kl_margin: unknown key \(valid keys: n, kappas"),
 ])
 def test_params_validation(tmp_path, text, match):
     path = tmp_path / "params.yaml"
@@ -223,7 +328,12 @@ def stage_inputs(tmp_path):
     with torch.no_grad():
         test_y = nets[1](torch.from_numpy(test_x).float() / 255).argmax(1).numpy()
     np.savez(tmp_path / "dataset.npz", test_x=test_x, test_y=test_y)
-    (tmp_path / "detect.json").write_text(json.dumps({"divergence": "kl", "threshold": 1e-4, "normal": {}}))
+    baselines = {"squeeze": {"settings": {"bits": 1, "median": 2}, "threshold": 0.05},
+                 "mahalanobis": {"settings": {}, "threshold": 50.0}}
+    (tmp_path / "detect.json").write_text(json.dumps({"divergence": "kl", "threshold": 1e-4, "normal": {},
+                                                      "baselines": baselines}))
+    fit = fit_class_gaussians(penultimate_features(nets[1], test_x), np.arange(12) % 10)
+    np.savez(tmp_path / "detect.npz", mahalanobis_means=fit.means, mahalanobis_precision=fit.precision)
     index = np.repeat(np.arange(12), 9)
     target = np.array([t for y in test_y for t in range(10) if t != y])
     success = rng.random(len(index)) < 0.7
@@ -232,13 +342,14 @@ def stage_inputs(tmp_path):
              cw_success=success, cw_l2=np.where(success, 1.0, np.nan))
     (tmp_path / "params.yaml").write_text(
         "base: {seed: 0, device: cpu}\n"
-        "adaptive: {n: 1, kappas: [0, 20], steps: 6, search_steps: 2, lr: 0.05, initial_c: 0.1, kl_margin: 0.001}\n"
+        "adaptive: {n: 1, kappas: [0, 20], steps: 6, search_steps: 2, lr: 0.05, initial_c: 0.1, margin: 0.001}\n"
     )
 
 
 def run_stage(tmp_path, *extra, detect="detect.json"):
     args = ["--params", "params.yaml", "--seed", "0", "--data", "dataset.npz", "--unsanitized", "models/unsanitized.pt",
-            "--sanitized", "models/sanitized.pt", "--detect", detect, "--out", "out/adaptive.npz",
+            "--sanitized", "models/sanitized.pt", "--detect", detect, "--detect-scores", "detect.npz",
+            "--out", "out/adaptive.npz",
             "--metrics", "m/adaptive.json", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "stages/attack_adaptive.py"), *args], cwd=tmp_path, env=env,
@@ -255,13 +366,19 @@ def test_stage_end_to_end(tmp_path):
     assert m["n_oblivious_sources"] == 1
     keys = {"n", "success_rate", "mean_l2", "accepted_rate", "system_acc", "found_rate", "found_mean_l2",
             "unsanitized_hit_rate"}
-    for variant in ("adaptive", "sum"):
-        assert set(m[variant]) == {"0", "20"}
-        for row in m[variant].values():
-            assert set(row) == keys and row["n"] == 9
-            assert row["system_acc"]["n"] == row["success_rate"]["n"] == 9  # count leaves over the 9 rows
-            assert row["system_acc"]["k"] == 9 - row["success_rate"]["k"]
-    assert set(m["oblivious"]) == {"0"} and m["oblivious"]["0"]["n"] == 9
+    assert set(m["baselines"]) == {"squeeze", "mahalanobis"}
+    systems = [("kl", m, ("adaptive", "sum"))] + [(name, b, ("adaptive",)) for name, b in m["baselines"].items()]
+    for name, system, variants in systems:
+        assert system["threshold"] == {"kl": 1e-4, "squeeze": 0.05, "mahalanobis": 50.0}[name]
+        assert "sum" not in system or name == "kl"
+        for variant in variants:
+            assert set(system[variant]) == {"0", "20"}
+            for row in system[variant].values():
+                assert set(row) == keys | ({"extra_l2"} if variant == "adaptive" else set()) and row["n"] == 9
+                assert row["system_acc"]["n"] == row["success_rate"]["n"] == 9  # count leaves over the 9 rows
+                assert row["system_acc"]["k"] == 9 - row["success_rate"]["k"]
+                assert row["extra_l2"]["n"] <= row["success_rate"]["k"] if variant == "adaptive" else True
+        assert set(system["oblivious"]) == {"0"} and system["oblivious"]["0"]["n"] == 9
     out = np.load(tmp_path / "out/adaptive.npz")
     assert out["adaptive_adv"].shape == (18, 1, 28, 28) and out["adaptive_adv"].dtype == np.float32
     assert np.array_equal(np.isnan(out["sum_l2"]), ~out["sum_found"])
@@ -269,13 +386,15 @@ def test_stage_end_to_end(tmp_path):
     assert np.array_equal(out["sum_success"], rule)
     sources = np.unique(out["index"])
     assert len(sources) == 1 and np.array_equal(np.unique(out["oblivious_index"]), sources)
-    for key in ("source", "kappa", "adaptive_divergence", "oblivious_success", "oblivious_divergence"):
+    for key in ("source", "kappa", "adaptive_score", "oblivious_success", "oblivious_score", "squeeze_adaptive_score",
+                "mahalanobis_oblivious_accepted"):
         assert key in out.files
     # without --attacks the oblivious rows are simply absent
     run = run_stage(tmp_path)
     assert run.returncode == 0, run.stderr
     m = json.loads((tmp_path / "m/adaptive.json").read_text())
     assert m["oblivious"] is None and m["n_oblivious_sources"] == 0
+    assert m["baselines"]["squeeze"]["oblivious"] is None
 
 
 def test_stage_rejects_a_bad_detect_file(tmp_path):
@@ -287,6 +406,6 @@ def test_stage_rejects_a_bad_detect_file(tmp_path):
                         r"found divergence, threshold; .*\)\n", run.stderr)
     (tmp_path / "bad.json").write_text(json.dumps({"divergence": "kl", "threshold": None, "normal": {}}))
     run = run_stage(tmp_path, detect="bad.json")
-    assert re.fullmatch(r"error: bad.json: threshold: expected a finite number >= 0, got None\n", run.stderr)
+    assert re.fullmatch(r"error: bad.json: threshold of kl: expected a finite number >= 0, got None\n", run.stderr)
 
 

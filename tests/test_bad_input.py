@@ -135,8 +135,9 @@ CASES = [
     ("npz-missing-file", lambda d: _filter(scores="s0.npz"), "s0.npz: file not found"),
     ("npz-nan-attacks", lambda d: stage(
         "detect", "--params", "params.yaml", "--unsanitized", "u.pt", "--sanitized", "s.pt",
-        "--data", _npz(d, "ds.npz", **{k: np.zeros((2, 1, 28, 28), np.uint8) for k in ("val_x", "test_x")},
-                       val_y=np.zeros(2, int), test_y=np.zeros(2, int)),
+        "--data", _npz(d, "ds.npz", **{k: np.zeros((2, 1, 28, 28), np.uint8) for k in ("val_x", "test_x", "train_x")},
+                       val_y=np.zeros(2, int), test_y=np.zeros(2, int), train_y=np.zeros(2, int)),
+        "--kept", _npz(d, "k9.npz", kept=np.arange(2)),
         "--attacks", _npz(d, "a9.npz", igsm_index=np.zeros(1, int), igsm_y=np.zeros(1, int),
                           igsm_adv_5=np.full((1, 1, 28, 28), np.nan, np.float32), cw_index=np.zeros(0, int),
                           cw_source=np.zeros(0, int), cw_kappa=np.zeros(0), cw_adv=np.zeros((0, 1, 28, 28)),
@@ -183,13 +184,13 @@ CASES = [
     ("check-no-threshold", lambda d: _check(detect=_write(d, "m1.json", json.dumps({"divergence": "kl", "normal": {}}))),
      "m1.json: not a detect stage metrics file"),
     ("check-null-threshold", lambda d: _check(detect=_write(d, "m2.json", json.dumps(
-        {"divergence": "kl", "threshold": None, "normal": {}}))), "m2.json: threshold: expected a finite number"),
+        {"divergence": "kl", "threshold": None, "normal": {}}))), "m2.json: threshold of kl: expected a finite number"),
     ("check-filter-metrics", lambda d: _check(detect=_write(d, "m3.json", json.dumps(
         {"model": "headline", "method": "canonical", "threshold": 0.9999, "size": 10}))),
      "m3.json: not a detect stage metrics file"),
     ("check-not-json", lambda d: _check(detect=_write(d, "m4.json", "{threshold: 1")), "m4.json: not valid JSON"),
     ("check-nan-threshold", lambda d: _check(detect=_write(d, "m5.json", '{"divergence": "kl", "threshold": NaN, "normal": {}}')),
-     "m5.json: threshold: expected a finite number"),
+     "m5.json: threshold of kl: expected a finite number"),
     # aggregate and verdicts
     ("verdicts-not-aggregate", lambda d: stage("verdicts", "--aggregate", _write(d, "a1.json", json.dumps({"seeds": [0]})),
                                                "--out", "o/v.json"), "a1.json: not an aggregate metrics file"),

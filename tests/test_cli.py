@@ -40,6 +40,51 @@ def test_check_good_and_corrupt_images(tmp_path):
     assert lines[-1].startswith("1 checked, 1 failed")
 
 
+def test_check_takes_every_detector_and_refuses_a_file_without_its_threshold(tmp_path):
+    from cull.artifacts import save_npz
+    from cull.check import DETECTORS
+    from cull.detectors import fit_class_gaussians, penultimate_features
+
+    for name, seed in (("seed-0.pt", 0), ("seed-1.pt", 1), ("s.pt", 2)):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / name, build_model(ModelConfig()), meta={})
+    row = {"threshold": 0.5}
+    detect = {"divergence": "kl", "threshold": 0.5, "normal": {}, "other_divergences": {"reverse": row, "js": row},
+              "baselines": {"squeeze": {"settings": {"bits": 1, "median": 2}, **row}, "mahalanobis": {"settings": {},
+                                                                                                       **row}}}
+    (tmp_path / "detect.json").write_text(json.dumps(detect))
+    (tmp_path / "two.json").write_text(json.dumps({"partner": 1, **detect}))
+    (tmp_path / "filter.json").write_text(json.dumps({"threshold": 0.9999, "method": "canonical", "kept": {}}))
+    images = np.random.default_rng(0).integers(0, 256, (30, 1, 28, 28), dtype=np.uint8)
+    from cull.models import load_checkpoint
+    sanitized, _ = load_checkpoint(tmp_path / "s.pt", "cpu")
+    fit = fit_class_gaussians(penultimate_features(sanitized, images), np.arange(30) % 10)
+    save_npz(tmp_path / "detect.npz", mahalanobis_means=fit.means, mahalanobis_precision=fit.precision)
+    Image.fromarray(images[0, 0]).save(tmp_path / "x.png")
+    common = ["--unsanitized", str(tmp_path / "seed-0.pt"), "--sanitized", str(tmp_path / "s.pt"), "--device", "cpu",
+              "--detect-scores", str(tmp_path / "detect.npz")]
+    for name in DETECTORS:
+        metrics = tmp_path / ("two.json" if name == "two-seed" else "detect.json")
+        result = runner.invoke(app, ["check", str(tmp_path / "x.png"), "--detector", name,
+                                     "--detect-metrics", str(metrics), *common])
+        assert result.exit_code == 0, (name, result.output)
+        assert result.output.splitlines()[-1] == f"1 checked, 0 failed; threshold {name} <= 0.5"
+    for metrics, detector, message in (
+        ("filter.json", "kl", "filter.json: not a detect stage metrics file"),
+        ("detect.json", "two-seed", "detect.json: not a two-seed control metrics file"),
+        ("two.json", "nope", "--detector: expected one of kl, reverse, js, squeeze, mahalanobis, two-seed"),
+    ):
+        result = runner.invoke(app, ["check", str(tmp_path / "x.png"), "--detector", detector,
+                                     "--detect-metrics", str(tmp_path / metrics), *common])
+        assert result.exit_code == 1 and message in result.output, result.output
+    del detect["baselines"]["squeeze"]
+    (tmp_path / "detect.json").write_text(json.dumps(detect))
+    result = runner.invoke(app, ["check", str(tmp_path / "x.png"), "--detector", "squeeze",
+                                 "--detect-metrics", str(tmp_path / "detect.json"), *common])
+    assert result.exit_code == 1
+    assert "holds no threshold for detector 'squeeze' (it has kl, reverse, js, mahalanobis)" in result.output
+
+
 def test_check_missing_threshold_file(tmp_path):
     result = runner.invoke(app, ["check", "x.png", "--detect-metrics", str(tmp_path / "absent.json")])
     assert result.exit_code == 1 and "absent.json: file not found" in result.output

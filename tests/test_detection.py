@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from cull.check import check_images
+from cull.schema import ROC_FPRS
 from cull.detection import (
     DIVERGENCES,
     accept_mask,
@@ -267,6 +268,7 @@ def _fake_inputs(tmp_path, channels=1):
     data = {
         "val_x": images(n_val), "val_y": rng.integers(0, 10, n_val),
         "test_x": images(n_test), "test_y": rng.integers(0, 10, n_test),
+        "train_x": images(50), "train_y": np.arange(50) % 10,
     }
     igsm_index, cw_index = np.arange(6), np.array([6, 6, 6, 7, 7, 7])
     attacks = {
@@ -295,6 +297,8 @@ def test_stage_end_to_end(tmp_path, checkpoints):
     data, attacks = _fake_inputs(tmp_path)
     save_npz(tmp_path / "data" / "dataset.npz", **data)
     save_npz(tmp_path / "data" / "attacks" / "sanitized.npz", **attacks)
+    save_npz(tmp_path / "data" / "kept.npz", kept=np.arange(0, 50, 3), method=np.array("self"),
+             threshold=np.array(0.9))
     (tmp_path / "params.yaml").write_text("base:\n  seed: 0\n  device: cpu\ndetect:\n  acceptance: 0.9\n  divergence: kl\n")
     unsanitized, sanitized = checkpoints
     out, metrics_path, cdf = tmp_path / "out.npz", tmp_path / "metrics" / "detect.json", tmp_path / "cdf.csv"
@@ -302,6 +306,7 @@ def test_stage_end_to_end(tmp_path, checkpoints):
         [sys.executable, str(ROOT / "stages" / "detect.py"), "--params", str(tmp_path / "params.yaml"),
          "--data", str(tmp_path / "data" / "dataset.npz"), "--unsanitized", str(unsanitized),
          "--sanitized", str(sanitized), "--attacks", str(tmp_path / "data" / "attacks" / "sanitized.npz"),
+         "--kept", str(tmp_path / "data" / "kept.npz"),
          "--out", str(out), "--metrics", str(metrics_path), "--cdf", str(cdf)],
         capture_output=True, text=True, timeout=300,
     )
@@ -309,23 +314,55 @@ def test_stage_end_to_end(tmp_path, checkpoints):
     assert result.stdout.strip().splitlines()[-1].startswith("detect: kl tau=")
 
     m = json.loads(metrics_path.read_text())
-    assert list(m) == ["divergence", "threshold", "normal", "igsm", "cw", "other_divergences"]
+    assert list(m) == ["divergence", "threshold", "normal", "igsm", "cw", "other_divergences", "baselines"]
     assert m["divergence"] == "kl" and m["threshold"] >= 0
     assert set(m["normal"]) == {"n_val", "n_test", "val_accept", "test_accept", "classifier", "system_acc"}
     assert m["normal"]["val_accept"] == {"k": 27, "n": 30, "rate": pytest.approx(0.9)}
-    row_keys = {"n", "detect", "auc", "tpr_at_1fpr", "tpr_at_5fpr", "classifier", "system", "accepted_classifier"}
+    row_keys = {"n", "detect", "auc", "tpr_at_1fpr", "tpr_at_5fpr", "roc", "classifier", "system",
+                "accepted_classifier"}
     assert set(m["igsm"]) == {"5", "10"} and all(set(r) == row_keys for r in m["igsm"].values())
     assert set(m["cw"]) == {"0", "0.1"} and all(set(r) == row_keys for r in m["cw"].values())
     assert m["cw"]["0"]["n"] == 2 and m["cw"]["0.1"]["n"] == 2  # successful only
     assert set(m["other_divergences"]) == {"reverse", "js"}
     assert set(m["other_divergences"]["js"]["igsm"]["5"]) == row_keys - {"classifier", "system", "accepted_classifier"}
+    # the baselines (default: both) are calibrated alike and scored on the same rows
+    assert set(m["baselines"]) == {"squeeze", "mahalanobis"}
+    assert m["baselines"]["squeeze"]["settings"] == {"bits": 1, "median": 2}
+    for name, d in m["baselines"].items():
+        assert d["val_accept"]["n"] == 30 and d["val_accept"]["rate"] >= 0.9
+        assert {k: r["n"] for k, r in d["cw"].items()} == {"0": 2, "0.1": 2}
+        assert set(d["igsm"]["10"]) == row_keys - {"classifier", "system", "accepted_classifier"}
+        assert len(d["igsm"]["10"]["roc"]) == len(ROC_FPRS)
 
     arrays = load_npz(out)
     for name in ("val", "test", "igsm_5", "igsm_10", "cw"):
-        for kind in DIVERGENCES:
+        for kind in (*DIVERGENCES, "squeeze", "mahalanobis"):
             assert np.isfinite(arrays[f"{name}_{kind}"]).all()
     assert len(arrays["cw_kl"]) == len(arrays["cw_kappa"]) == 6
     with open(cdf, newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["set", "divergence", "value", "cdf"]
     assert {r["set"] for r in rows} == {"normal", "igsm-5", "igsm-10", "cw-0", "cw-0.1"}
+
+
+def test_compare_detectors_ranks_by_mean_auc_and_pairs_by_seed():
+    from cull.aggregate import compare_detectors
+
+    def rows(*aucs):  # IGSM 5, IGSM 10, C&W 0 (None: no successful example)
+        return {"igsm": {"5": {"auc": aucs[0]}, "10": {"auc": aucs[1]}}, "cw": {"0": {"auc": aucs[2]}}}
+
+    seeds = [{"divergence": "kl", **rows(0.8, 0.9, None), "other_divergences": {"js": rows(0.7, 0.8, None)},
+              "baselines": {"squeeze": rows(0.9, 1.0, None)}},
+             {"divergence": "kl", **rows(0.6, 0.8, 1.0), "other_divergences": {"js": rows(0.5, 0.5, 0.5)},
+              "baselines": {"squeeze": rows(0.7, 0.9, 0.8)}}]
+    control = [rows(0.5, 0.6, 0.7), rows(0.5, 0.5, None)]
+    out = compare_detectors(seeds, control)
+    assert out["names"] == ["kl", "js", "squeeze", "two-seed"] and out["paper"] == "kl"
+    assert out["mean_auc"]["kl"]["per_seed"] == pytest.approx([0.85, 0.8])  # settings with examples only
+    assert out["mean_auc"]["two-seed"]["per_seed"] == pytest.approx([0.6, 0.5])
+    assert out["mean_auc"]["squeeze"]["interval"] == "t" and out["mean_auc"]["squeeze"]["seeds"] == 2
+    assert out["best"] == "squeeze"
+    assert out["best_minus"]["kl"]["per_seed"] == pytest.approx([0.1, 0.0])
+    assert out["kl_minus"]["two-seed"]["per_seed"] == pytest.approx([0.25, 0.3])
+    assert "kl" not in out["kl_minus"] and "squeeze" not in out["best_minus"]
+    assert compare_detectors(seeds[:1])["names"] == ["kl", "js", "squeeze"]  # one seed: no control

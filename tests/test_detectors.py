@@ -55,8 +55,15 @@ def test_mahalanobis_score_equals_scipy_distance():
     assert mahalanobis_score(fit, queries) == pytest.approx(expected)
     covariance = sum(np.cov(features[labels == c].T, bias=True) * 40 for c in range(3)) / 120
     assert fit.precision == pytest.approx(np.linalg.inv(covariance))
-    with pytest.raises(ValueError, match=r"no training feature of class\(es\) \[3\]"):
-        fit_class_gaussians(features, labels, num_classes=4)
+    with pytest.warns(UserWarning, match=r"no training feature of class\(es\) \[3\]; fitted on the others"):
+        partial = fit_class_gaussians(features, labels, num_classes=4)  # a sanitization can empty a class
+    np.testing.assert_allclose(partial.means, fit.means)
+    with pytest.warns(UserWarning, match=r"class\(es\) \[1\]"):
+        without_one = fit_class_gaussians(features[labels != 1], labels[labels != 1], num_classes=3)
+    assert without_one.means.shape == (2, 4)
+    np.testing.assert_allclose(without_one.means, fit.means[[0, 2]])
+    with pytest.raises(ValueError, match="no training feature of any of the 3 classes"):
+        fit_class_gaussians(features, labels + 10, num_classes=3)
 
 
 def test_penultimate_features_feed_the_last_layer(model):

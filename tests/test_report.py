@@ -16,7 +16,7 @@ from cull.report.markdown import _num, _pct
 
 FIGURES = ("class_composition.png", "igsm_vs_threshold.png", "cw_l2_vs_threshold.png", "cdf_igsm.png",
            "cdf_cw.png", "training_curves.png", "adversarial_grid.png", "fonts_preview.png", "igsm_alpha_sweep.png",
-           "retention_curve.png")
+           "retention_curve.png", "detectors_roc.png")
 NUMBER = r"-?\d+(\.\d+)?(e-?\d+)?"
 WITH_INTERVAL = re.compile(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]")
 
@@ -37,7 +37,7 @@ def test_report_has_every_section_figure_and_verdict(tiny_repo):
     for name in FIGURES:
         assert (tiny_repo / "report/figures" / name).is_file(), name
     verdicts = json.loads((tiny_repo / "metrics/verdicts.json").read_text())
-    assert list(verdicts) == ["C1", "C1c"] + [f"C{i}" for i in range(2, 10)]
+    assert list(verdicts) == ["C1", "C1c"] + [f"C{i}" for i in range(2, 11)]
     for cid, v in verdicts.items():
         assert v["verdict"] in schema.VERDICTS
         assert re.search(rf"\| {cid} \| .* \| \*\*{v['verdict']}\*\* \|", text), cid
@@ -94,6 +94,39 @@ def test_aggregate_pools_every_seed_with_scipy_intervals(tiny_repo):
     per = [json.loads((tiny_repo / f"metrics/models/{m}/seed-{s}/attack.json").read_text())["igsm"]["5"]["acc"]["rate"]
            for m in ("headline", "unsanitized") for s in (0, 1)]
     assert diff["per_seed"] == pytest.approx([per[0] - per[2], per[1] - per[3]])
+
+
+@pytest.mark.slow
+def test_detectors_compared_on_the_same_examples(tiny_repo):
+    per_seed = [json.loads((tiny_repo / f"metrics/models/headline/seed-{s}/detect.json").read_text()) for s in (0, 1)]
+    control = [json.loads((tiny_repo / f"metrics/models/two-seed/seed-{s}/detect.json").read_text()) for s in (0, 1)]
+    compared = json.loads((tiny_repo / "metrics/aggregate.json").read_text())["effects"]["detectors"]["headline"]
+    assert compared["names"] == ["kl", "reverse", "js", "squeeze", "mahalanobis", "two-seed"]
+    for d in per_seed:  # every detector counts the same examples per setting
+        for attack in ("igsm", "cw"):
+            for k, row in d[attack].items():
+                assert {b[attack][k]["n"] for b in d["baselines"].values()} == {row["n"]}
+
+    def mean_auc(rows):
+        aucs = [r["auc"] for a in ("igsm", "cw") for r in rows[a].values() if r["auc"] is not None]
+        return sum(aucs) / len(aucs)
+
+    for name, rows_of in (("kl", lambda d: d), ("squeeze", lambda d: d["baselines"]["squeeze"]),
+                          ("mahalanobis", lambda d: d["baselines"]["mahalanobis"])):
+        assert compared["mean_auc"][name]["per_seed"] == pytest.approx([mean_auc(rows_of(d)) for d in per_seed])
+    assert compared["mean_auc"]["two-seed"]["per_seed"] == pytest.approx([mean_auc(c) for c in control])
+    kl_minus = compared["kl_minus"]["squeeze"]["per_seed"]
+    assert kl_minus == pytest.approx([mean_auc(d) - mean_auc(d["baselines"]["squeeze"]) for d in per_seed])
+    means = {n: s["mean"] for n, s in compared["mean_auc"].items()}
+    assert compared["best"] == max(means, key=means.get)
+    text = (tiny_repo / "report/report.md").read_text(encoding="utf-8")
+    section = text[text.index("### Detectors compared"):]
+    section = section[:section.index("\n## ")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| detector")]
+    assert len(rows) == 6 * 5  # six detectors x (IGSM 5/10/15 + C&W at two kappas)
+    detected = [line for line in rows if "(n=0)" not in line and "| — |" not in line.split(" | ")[2]]
+    assert detected and all(WITH_INTERVAL.match(line.split(" | ")[2]) for line in detected)
+    assert "**Best detector on canonical ≥ 0.9: " in section and "claim C10:" in section
 
 
 @pytest.mark.slow

@@ -25,6 +25,14 @@ an interval:
 - ``vs_random[<random row>]``: paired per-seed differences, the row it
   mirrors minus the random row (same set size and class counts, same seed):
   IGSM accuracy, C&W mean L2, and the KL detector's ROC-AUC per setting.
+- ``detectors[<model>]``: the detector comparison on the model's examples.
+  ``mean_auc[<detector>]`` is each seed's ROC-AUC averaged over the attack
+  settings that have examples, with its t interval over seeds, for every
+  detector of the model's detect file (`detectors_of`: the paper's KL, the other
+  divergences, the baselines) and, with two seeds or more, the two-seed control
+  (on the examples made on its own second model). ``best`` is the detector with
+  the highest mean; ``best_minus[<detector>]`` and ``kl_minus[<detector>]`` are
+  paired per-seed differences of mean AUC, the best (the paper's KL) minus each other.
 - ``alpha_vs_unsanitized[<row of alpha_models>]``: paired per-seed
   differences, model minus unsanitized, of IGSM accuracy per iteration count at
   the calibrated and at the reference step size (`cull.calibration`).
@@ -42,7 +50,7 @@ from pathlib import Path
 from cull import schema
 from cull.artifacts import load_json
 from cull.params import ModelRow
-from cull.stats import aggregate_tree, paired_difference, seed_slopes
+from cull.stats import aggregate_tree, of_seeds, paired_difference, seed_slopes
 
 UNSANITIZED_FILES = ("train", "attack", schema.ALPHA_FILE)
 # Per file: fields that describe the run rather than measure it; kept as they are when every seed agrees.
@@ -50,8 +58,8 @@ IDENTITY = {
     "filter": {"model", "method", "like", "threshold", "total"},
     "train": {"method", "threshold", "epochs"},
     "attack": {"n_igsm", "n_cw"},
-    "detect": {"divergence", "n_val", "n_test"},
-    "adaptive": {"divergence", "kl_margin", "n_sources", "steps", "search_steps", "n_oblivious_sources"},
+    "detect": {"divergence", "n_val", "n_test", "bits", "median"},
+    "adaptive": {"divergence", "margin", "n_sources", "steps", "search_steps", "n_oblivious_sources"},
     "canonical": {"train_size", "holdout_size", "epochs"},
     "tables": {"threshold", "total"},
     "scores": set(),
@@ -147,10 +155,41 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
     }
 
 
+def detectors_of(detect: dict) -> dict:
+    """Detector name -> its rows in one (per-seed or aggregated) detect tree: the headline divergence first."""
+    return {detect["divergence"]: detect, **(detect.get("other_divergences") or {}), **(detect.get("baselines") or {})}
+
+
+def mean_auc(rows: dict) -> float | None:
+    """ROC-AUC averaged over a detector's attack settings that have an AUC (examples); None if none has."""
+    aucs = [r["auc"] for attack in ("igsm", "cw") for r in rows[attack].values() if r.get("auc") is not None]
+    return sum(aucs) / len(aucs) if aucs else None
+
+
+def compare_detectors(detect: list[dict], two_seed: list[dict] | None = None) -> dict:
+    """``detectors[<model>]`` of the effects (module docstring) from a model's per-seed detect trees."""
+    per_seed = [{name: mean_auc(rows) for name, rows in detectors_of(d).items()} for d in detect]
+    if two_seed is not None:
+        for values, control in zip(per_seed, two_seed):
+            values[schema.TWO_SEED] = mean_auc(control)
+    names = list(per_seed[0])
+    head = detect[0]["divergence"]
+    means = {name: of_seeds([v.get(name) for v in per_seed], bounds=(0.0, 1.0)) for name in names}
+    ranked = [name for name in names if means[name]["mean"] is not None]
+    best = max(ranked, key=lambda name: means[name]["mean"]) if ranked else None
+
+    def minus(first):
+        return {name: of_seeds([None if v.get(first) is None or v.get(name) is None else v[first] - v[name]
+                                for v in per_seed]) for name in names if name != first}
+
+    return {"names": names, "paper": head, "mean_auc": means, "best": best,
+            "best_minus": minus(best) if best else {}, "kl_minus": minus(head)}
+
+
 def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None, alpha_models: tuple = ()) -> dict:
     """The paired differences and slopes described in the module docstring, from per-seed trees."""
     base = raw["unsanitized"]["attack"]
-    vs, slopes, detect_slope, vs_two_seed = {}, {}, {}, {}
+    vs, slopes, detect_slope, vs_two_seed, detectors = {}, {}, {}, {}, {}
     for r in rows:
         attack = raw[r.name]["attack"]
         vs[r.name] = {
@@ -160,6 +199,7 @@ def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None, alpha
                                            [_leaf(b, "cw", k, "mean_l2") for b in base]) for k in attack[0]["cw"]},
         }
         detect = raw[r.name]["detect"]
+        detectors[r.name] = compare_detectors(detect, two_seed)
         ks = sorted(detect[0]["igsm"], key=float)
         detect_slope[r.name] = {"iterations": [float(k) for k in ks],
                                 "slope": seed_slopes([float(k) for k in ks],
@@ -207,4 +247,4 @@ def effects(raw: dict, rows: list[ModelRow], two_seed: list | None = None, alpha
                        for step in ("calibrated", "reference")}
                 for name in alpha_models if base_alpha is not None}
     return {"vs_unsanitized": vs, "slopes": slopes, "igsm_detect_slope": detect_slope, "vs_two_seed": vs_two_seed,
-            "vs_random": vs_random, "alpha_vs_unsanitized": alpha_vs}
+            "vs_random": vs_random, "alpha_vs_unsanitized": alpha_vs, "detectors": detectors}

@@ -1,8 +1,8 @@
-"""The `cull check` tool: the detector and the sanitized classifier on a user's image files.
+"""The `cull check` tool: a detector and the sanitized classifier on a user's image files.
 
-Reads PNG and .npy files (or folders of them), scores each with the two
-models as the detect stage does (`cull.detection`), and returns one row per
-file. A file that cannot be read becomes an ERROR row; the others still run.
+Reads PNG and .npy files (or folders of them), scores each with a detector as
+the detect stage does (`cull.detection`, `cull.detectors`), and returns one
+row per file. A file that cannot be read becomes an ERROR row; the others still run.
 """
 from __future__ import annotations
 
@@ -12,8 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cull.detection import _check_kind, _model_scores
+from cull.detection import DIVERGENCES, _model_scores
+from cull.detectors import BASELINES, ClassGaussians, feature_squeezing_score, mahalanobis_score, penultimate_features
 from cull.models import load_checkpoint
+from cull.schema import TWO_SEED
+from cull.training import predict_logits
+
+DETECTORS = (*DIVERGENCES, *BASELINES, TWO_SEED)  # what `cull check --detector` takes
 
 IMAGE_SUFFIXES = (".png", ".npy")  # files `check_images` reads
 
@@ -103,10 +108,12 @@ def check_images(
     unsanitized: str | Path | torch.nn.Module,
     sanitized: str | Path | torch.nn.Module,
     threshold: float,
-    divergence: str = "kl",
+    detector: str = "kl",
+    settings: dict | None = None,
+    gaussians: ClassGaussians | None = None,
     device: torch.device | str = "cpu",
 ) -> list[dict]:
-    """Run the detector and the sanitized classifier on image files.
+    """Run a detector and the sanitized classifier on image files.
 
     PNG files are converted to grayscale for 1-channel models (RGB for
     3-channel) and resized to the model's 28x28 if needed, with no inversion
@@ -118,10 +125,16 @@ def check_images(
     ----------
     paths : files or folders.
     unsanitized, sanitized : checkpoint paths (`cull.models.save_checkpoint`)
-        or models in eval mode.
+        or models in eval mode. For "two-seed", the unsanitized models of seed
+        s and of its partner seed, the partner being the classifier.
     threshold : float, tau of the metrics JSON of the detect stage; it must
-        have been calibrated for the same `divergence` kind.
-    divergence : {"kl", "reverse", "js"}, default "kl"; see `cull.detection.divergence`.
+        have been calibrated for the same `detector`.
+    detector : one of `DETECTORS`, default "kl": a divergence of
+        `cull.detection.divergence` (the two models), "squeeze" or
+        "mahalanobis" (`cull.detectors`, on the sanitized model alone), or
+        "two-seed" (the KL of the two models given).
+    settings : the squeezers, {"bits", "median"}, for "squeeze" (the detect metrics record them).
+    gaussians : the fitted class Gaussians, for "mahalanobis" (the detect stage's .npz holds them).
     device : where to run the models.
 
     Returns
@@ -133,7 +146,10 @@ def check_images(
     divergence None, decision "ERROR" and the reason in ``error``; the other
     files are still processed.
     """
-    _check_kind(divergence)
+    if detector not in DETECTORS:
+        raise ValueError(f"detector: expected one of {', '.join(DETECTORS)}, got {detector!r}")
+    if detector == "mahalanobis" and gaussians is None:
+        raise ValueError("detector mahalanobis: needs the class Gaussians fitted by the detect stage")
     models = [
         m if isinstance(m, torch.nn.Module) else load_model(m, device)[0] for m in (unsanitized, sanitized)
     ]
@@ -156,8 +172,9 @@ def check_images(
         rows.append({"path": str(path), "pred": None, "divergence": None, "decision": "ERROR", "error": error,
                      "note": note if error is None else None})
     if images:
-        scores, preds = _model_scores(*models, np.stack(images), device=device)
-        for i, score, pred in zip(good, scores[divergence], preds):
+        scores, preds = score_images(detector, np.stack(images), *models, settings=settings, gaussians=gaussians,
+                                     device=device)
+        for i, score, pred in zip(good, scores, preds):
             rows[i].update(
                 pred=int(pred),
                 divergence=float(score),
@@ -165,6 +182,20 @@ def check_images(
                 error=None,
             )
     return rows
+
+
+def score_images(detector: str, images: np.ndarray, unsanitized, sanitized, *, settings: dict | None = None,
+                 gaussians: ClassGaussians | None = None, device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(N,) scores of `detector` (see `check_images`) and (N,) classes of the sanitized model, for (N, C, H, W) images."""
+    if detector in DIVERGENCES or detector == TWO_SEED:
+        scores, preds = _model_scores(unsanitized, sanitized, images, device=device)
+        return scores["kl" if detector == TWO_SEED else detector], preds
+    preds = predict_logits(sanitized, images, device=device).argmax(1).numpy()
+    if detector == "squeeze":
+        settings = settings or {}
+        return feature_squeezing_score(sanitized, images, bits=settings.get("bits", 1),
+                                       median=settings.get("median", 2), device=device), preds
+    return mahalanobis_score(gaussians, penultimate_features(sanitized, images, device=device)), preds
 
 
 def load_model(path, device="cpu"):

@@ -120,22 +120,45 @@ def sanitize(
 @app.command()
 def check(
     images: list[Path] = typer.Argument(..., help="PNG or .npy images, or folders of them"),
+    detector: str = typer.Option(
+        "kl", help="kl | reverse | js | squeeze | mahalanobis | two-seed (the control: two unsanitized models)"),
     unsanitized: Path = typer.Option(Path("models/unsanitized/seed-0.pt")),
     sanitized: Path = typer.Option(Path("models/headline/seed-0.pt")),
-    detect_metrics: Path = typer.Option(
-        Path("metrics/models/headline/seed-0/detect.json"),
-        help="detect stage metrics of the same model and seed, holding the calibrated threshold"),
+    detect_metrics: Optional[Path] = typer.Option(
+        None, help="detect stage metrics holding the detector's calibrated threshold (default: the headline "
+                   "model's seed 0; for two-seed, metrics/models/two-seed/seed-0/detect.json)"),
+    detect_scores: Path = typer.Option(
+        Path("data/models/headline/seed-0/detect.npz"),
+        help="the same detect stage's .npz, holding the Mahalanobis class Gaussians (mahalanobis only)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
-    """Classify images with the sanitized model and ACCEPT or REJECT them by the KL detector."""
-    from cull.check import check_images
+    """Classify images with the sanitized model and ACCEPT or REJECT them by a detector."""
+    from cull.check import DETECTORS, check_images
     from cull.detection import read_detect_metrics
+    from cull.detectors import ClassGaussians
     from cull.runtime import EXPECTED_ERRORS, one_line, pick_device
+    from cull.schema import TWO_SEED
 
     try:
-        kind, threshold = read_detect_metrics(artifacts.load_json(detect_metrics), detect_metrics)
+        if detector not in DETECTORS:
+            raise ValueError(f"--detector: expected one of {', '.join(DETECTORS)}, got {detector!r}")
+        two_seed = detector == TWO_SEED
+        if detect_metrics is None:
+            detect_metrics = Path(f"metrics/models/{TWO_SEED if two_seed else 'headline'}/seed-0/detect.json")
+        obj = artifacts.load_json(detect_metrics)
+        if two_seed:  # the control pairs two unsanitized models; its file names the partner seed
+            if not isinstance(obj, dict) or obj.get("partner") is None:
+                raise ValueError(f"{detect_metrics}: not a two-seed control metrics file with a partner seed "
+                                 "(the control needs at least two seeds)")
+            sanitized = unsanitized.with_name(f"seed-{int(obj['partner'])}.pt")
+        name, threshold, row = read_detect_metrics(obj, detect_metrics, None if two_seed else detector)
+        gaussians = None
+        if detector == "mahalanobis":
+            fit = artifacts.load_npz(detect_scores, ("mahalanobis_means", "mahalanobis_precision"))
+            gaussians = ClassGaussians(means=fit["mahalanobis_means"], precision=fit["mahalanobis_precision"])
         rows = check_images(images, unsanitized=unsanitized, sanitized=sanitized, threshold=threshold,
-                            divergence=kind, device=pick_device(device))
+                            detector=detector, settings=row.get("settings"), gaussians=gaussians,
+                            device=pick_device(device))
     except EXPECTED_ERRORS as e:
         typer.echo(f"error: {one_line(e)}", err=True)
         raise typer.Exit(1) from None
@@ -146,8 +169,8 @@ def check(
             typer.echo(f"{row['path']}: error: {row['error']}")
         else:
             note = f"  ({row['note']})" if row.get("note") else ""
-            typer.echo(f"{row['path']}: class {row['pred']}  {kind} {row['divergence']:.4g}  {row['decision']}{note}")
-    typer.echo(f"{len(rows) - failed} checked, {failed} failed; threshold {kind} <= {threshold:.4g}")
+            typer.echo(f"{row['path']}: class {row['pred']}  {detector} {row['divergence']:.4g}  {row['decision']}{note}")
+    typer.echo(f"{len(rows) - failed} checked, {failed} failed; threshold {detector} <= {threshold:.4g}")
     raise typer.Exit(1 if failed else 0)
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from cull.schema import count_of
+from cull.schema import ROC_FPRS, count_of
 from cull.training import predict_logits
 
 LN2 = math.log(2.0)  # the Jensen-Shannon divergence in nats never exceeds ln 2
@@ -309,6 +309,14 @@ def _check_attacks(data: Mapping, attacks: Mapping) -> None:
             raise ValueError(f"attacks: {key} has {len(attacks[key])} entries, cw_index {len(attacks['cw_index'])}")
 
 
+def attack_sets(data: Mapping, attacks: Mapping) -> dict[str, np.ndarray]:
+    """Image set name -> (N, C, H, W) images: ``val``, ``test``, ``igsm_<k>`` per iteration count, ``cw``."""
+    _check_attacks(data, attacks)
+    sets = {"val": data["val_x"], "test": data["test_x"], "cw": attacks["cw_adv"]}
+    sets.update({f"igsm_{k}": attacks[f"igsm_adv_{k}"] for k in igsm_iterations(attacks)})
+    return sets
+
+
 def _model_scores(unsanitized, sanitized, images, *, device) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """All divergences (N,) and the sanitized model's classes (N,) for (N, C, H, W) images."""
     logits_u = predict_logits(unsanitized, images, device=device)
@@ -337,10 +345,8 @@ def score_attacks(data: Mapping, attacks: Mapping, *, unsanitized, sanitized, de
     ``cw_kappa``, ``cw_success`` so the metrics and figures need nothing else.
     C&W entries cover every attempted example; filter with ``cw_success``.
     """
-    _check_attacks(data, attacks)
+    sets = attack_sets(data, attacks)
     ks = igsm_iterations(attacks)
-    sets = {"val": data["val_x"], "test": data["test_x"], "cw": attacks["cw_adv"]}
-    sets.update({f"igsm_{k}": attacks[f"igsm_adv_{k}"] for k in ks})
     out = {
         "val_y": np.asarray(data["val_y"]),
         "test_y": np.asarray(data["test_y"]),
@@ -381,10 +387,11 @@ def _setting_row(scores: Mapping, setting: tuple, *, kind: str, normal: np.ndarr
     rejected = adv > tau
     row = {"n": int(len(adv)), "detect": count_of(rejected)}
     if len(adv) == 0:  # e.g. a C&W confidence with no successful example
-        row.update(dict.fromkeys(["auc", *FPRS]))
+        row.update(dict.fromkeys(["auc", *FPRS, "roc"]))
     else:
         row["auc"] = roc_auc(normal, adv)
         row.update({key: tpr_at_fpr(normal, adv, fpr=fpr) for key, fpr in FPRS.items()})
+        row["roc"] = [tpr_at_fpr(normal, adv, fpr=fpr) for fpr in ROC_FPRS]
     if system:
         right = _pick(scores, f"{name}_pred", mask) == _pick(scores, label_key, mask)
         row.update(classifier=count_of(right), system=count_of(rejected | right),
@@ -392,36 +399,44 @@ def _setting_row(scores: Mapping, setting: tuple, *, kind: str, normal: np.ndarr
     return row
 
 
-def detection_metrics(scores: Mapping[str, np.ndarray], *, acceptance: float, divergence: str = "kl") -> dict:
-    """The stage's metrics from the arrays of `score_attacks`.
+def _detector_row(scores: Mapping, kind: str, settings: dict, *, acceptance: float, system: bool) -> dict:
+    """Threshold, normal acceptance and one row per attack setting for the detector whose scores are ``<set>_<kind>``."""
+    tau = calibrate_threshold(scores[f"val_{kind}"], acceptance=acceptance)
+    normal = _scores(scores[f"test_{kind}"], "test scores")
+    row = {
+        "threshold": tau,
+        "val_accept": count_of(accept_mask(scores[f"val_{kind}"], threshold=tau)),
+        "test_accept": count_of(accept_mask(normal, threshold=tau)),
+    }
+    for attack, table in settings.items():
+        row[attack] = {key: _setting_row(scores, setting, kind=kind, normal=normal, tau=tau, system=system)
+                       for key, setting in table.items()}
+    return row
 
-    For each kind, tau is calibrated on the validation normals at `acceptance`
-    (`calibrate_threshold`). The headline kind `divergence` gets full rows:
-    detection accuracy, AUC, TPR at 1% / 5% FPR, and the Fig. 9 system's
-    classifier and overall accuracy. The other kinds get their threshold, the
-    normal acceptance and the detection rows, under ``other_divergences``.
-    Settings are keyed by IGSM iteration count ("5") and C&W confidence
-    ("0.1"); C&W rows count successful examples only; ``n`` is the number of
-    examples a row counts, and a row with n = 0 holds None (JSON null).
+
+def detection_metrics(scores: Mapping[str, np.ndarray], *, acceptance: float, divergence: str = "kl",
+                      baselines: Mapping[str, dict] | None = None) -> dict:
+    """The stage's metrics from the arrays of `score_attacks` (and, for `baselines`, `cull.detectors`).
+
+    Every detector, the divergences and the baselines alike, has its tau
+    calibrated on the validation normals at `acceptance` (`calibrate_threshold`)
+    and is scored on the same examples. The headline kind `divergence` gets full
+    rows: detection accuracy, AUC, TPR at 1% / 5% FPR, the TPR at each of
+    `ROC_FPRS` (``roc``), and the Fig. 9 system's classifier and overall
+    accuracy. The other divergences (under ``other_divergences``) and the
+    baseline detectors of `baselines`, name -> its settings (under ``baselines``,
+    the settings as ``settings``, so a reader can score new images alike; their
+    scores are ``<set>_<name>`` arrays of `scores`) get their threshold, the
+    normal acceptance and the same rows less the system's. Settings are keyed by IGSM
+    iteration count ("5") and C&W confidence ("0.1"); C&W rows count successful
+    examples only; ``n`` is the number of examples a row counts, and a row with
+    n = 0 holds None (JSON null).
     """
     _check_kind(divergence)
     settings = _adversarial_sets(scores)
-    result = {}
-    for kind in [divergence] + [k for k in DIVERGENCES if k != divergence]:
-        tau = calibrate_threshold(scores[f"val_{kind}"], acceptance=acceptance)
-        normal = _scores(scores[f"test_{kind}"], "test scores")
-        row = {
-            "threshold": tau,
-            "val_accept": count_of(accept_mask(scores[f"val_{kind}"], threshold=tau)),
-            "test_accept": count_of(accept_mask(normal, threshold=tau)),
-        }
-        for attack, table in settings.items():
-            row[attack] = {
-                key: _setting_row(scores, setting, kind=kind, normal=normal, tau=tau, system=kind == divergence)
-                for key, setting in table.items()
-            }
-        result[kind] = row
-    head = result.pop(divergence)
+    head = _detector_row(scores, divergence, settings, acceptance=acceptance, system=True)
+    others = {kind: _detector_row(scores, kind, settings, acceptance=acceptance, system=False)
+              for kind in DIVERGENCES if kind != divergence}
     accepted = accept_mask(scores[f"test_{divergence}"], threshold=head["threshold"])
     right = np.asarray(scores["test_pred"]) == np.asarray(scores["test_y"])
     normal = {
@@ -438,7 +453,10 @@ def detection_metrics(scores: Mapping[str, np.ndarray], *, acceptance: float, di
         "normal": normal,
         "igsm": head["igsm"],
         "cw": head["cw"],
-        "other_divergences": result,
+        "other_divergences": others,
+        "baselines": {name: {"settings": dict(config),
+                             **_detector_row(scores, name, settings, acceptance=acceptance, system=False)}
+                      for name, config in (baselines or {}).items()},
     }
 
 
@@ -493,19 +511,27 @@ def summarize(metrics: dict) -> str:
     )
 
 
-def read_detect_metrics(obj, path) -> tuple[str, float]:
-    """(divergence kind, tau) from a detect stage's metrics JSON; ValueError if it is another kind of file.
+def read_detect_metrics(obj, path, detector: str | None = None) -> tuple[str, float, dict]:
+    """(detector name, tau, its metrics row) from a detect stage's metrics JSON; ValueError if it is another kind of file.
 
-    A filter or aggregate file also holds a "threshold" (a sanitization
-    threshold, or a Stat): using it as tau would make every decision wrong.
+    `detector` is the headline divergence when None, else a divergence kind or
+    a baseline of the file's ``baselines``. A filter or aggregate file also
+    holds a "threshold" (a sanitization threshold, or a Stat): using it as tau
+    would make every decision wrong, so such a file is refused.
     """
     if not isinstance(obj, dict) or not {"divergence", "threshold", "normal"} <= set(obj):
         found = ", ".join(sorted(obj)[:6]) if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"{path}: not a detect stage metrics file (expected divergence, threshold and normal, "
                          f"found {found}; use metrics/models/<model>/seed-<s>/detect.json)")
-    kind, tau = obj["divergence"], obj["threshold"]
+    kind = obj["divergence"]
     if kind not in DIVERGENCES:
         raise ValueError(f"{path}: divergence: expected one of {', '.join(DIVERGENCES)}, got {kind!r}")
+    rows = {kind: obj, **(obj.get("other_divergences") or {}), **(obj.get("baselines") or {})}
+    name = kind if detector is None else detector
+    if name not in rows:
+        raise ValueError(f"{path}: holds no threshold for detector {name!r} (it has {', '.join(rows)})")
+    row = rows[name]
+    tau = row.get("threshold") if isinstance(row, dict) else None
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"{path}: threshold: expected a finite number >= 0, got {tau!r}")
-    return kind, float(tau)
+        raise ValueError(f"{path}: threshold of {name}: expected a finite number >= 0, got {tau!r}")
+    return name, float(tau), row

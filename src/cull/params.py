@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML, YAMLError
 
+from cull.schema import BASELINES
+
 
 class ParamsError(ValueError):
     """A params file is missing, unreadable, or holds a bad key or value."""
@@ -214,10 +216,25 @@ class Cw:
 class Detect:
     acceptance: float = 0.98  # share of held-out normal examples the detector must accept
     divergence: str = "kl"  # kl: KL(P_unsanitized || P_sanitized); reverse; js
+    # Baseline detectors on the sanitized model, beside the KL (cull.detectors): squeeze, mahalanobis
+    baselines: list[str] = field(default_factory=lambda: ["squeeze", "mahalanobis"])
+    squeeze_bits: int = 1  # feature squeezing's bit depth (Xu et al.: 1 bit for MNIST)
+    squeeze_median: int = 2  # and its median filter's window side (2x2 for MNIST)
 
     def check(self, where):
         _range(where, "acceptance", self.acceptance, 0.5, 1.0)
         _choice(where, "divergence", self.divergence, ("kl", "reverse", "js"))
+        for name in self.baselines:
+            _choice(where, "baselines", name, BASELINES)
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ParamsError(f"{where}.baselines: names repeat in {self.baselines}")
+        _range(where, "squeeze_bits", self.squeeze_bits, 1, 8)
+        _range(where, "squeeze_median", self.squeeze_median, 1, 5)
+
+    def baseline_settings(self) -> dict[str, dict]:
+        """Baseline name -> the settings it ran with, as the detect metrics record them."""
+        settings = {"squeeze": {"bits": self.squeeze_bits, "median": self.squeeze_median}, "mahalanobis": {}}
+        return {name: settings[name] for name in self.baselines}
 
 
 @dataclass(frozen=True)
@@ -225,16 +242,23 @@ class Adaptive:
     """An attacker who knows the detector (beyond the paper): cull.attacks.adaptive, stage attack_adaptive."""
 
     n: int = 1  # source test images, the attack stage's first C&W sources; each x 9 targets x each kappa
-    kappas: list[float] = field(default_factory=lambda: [0, 5, 10, 20])  # on both models (sum variant: on the sum)
+    kappas: list[float] = field(default_factory=lambda: [0, 5, 10, 20])  # on the watched models (sum: on the sum)
     steps: int = 200  # Adam iterations per binary-search step; about 1 min per model on 2 cores
     search_steps: int = 5
     lr: float = 0.05
     initial_c: float = 1.0  # few search steps: start near the c that works, then bisect
-    kl_margin: float = 1e-3  # nats below tau the hinge aims at, so batch-order float noise stays accepted
+    margin: float = 1e-3  # score units below tau the hinge aims at, so batch-order float noise stays accepted
+    # Detectors attacked, each as its own system with the sanitized classifier: the detect stage's
+    # divergence (always, with the summed-logits variant too) and baselines of detect.baselines
+    detectors: list[str] = field(default_factory=lambda: ["kl", "squeeze", "mahalanobis"])
 
     def check(self, where):
         _check_search(where, self)
-        _range(where, "kl_margin", self.kl_margin, 0.0, 100.0)
+        _range(where, "margin", self.margin, 0.0, 100.0)
+        for name in self.detectors:
+            _choice(where, "detectors", name, ("kl", "reverse", "js", *BASELINES))
+        if len(set(self.detectors)) != len(self.detectors):
+            raise ParamsError(f"{where}.detectors: names repeat in {self.detectors}")
 
 
 METHODS = ("canonical", "self")  # the scores a sanitization filter can use

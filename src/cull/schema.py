@@ -41,6 +41,15 @@ HEADLINE = "headline"  # the row of params `models` described by the top-level t
 FILES = ("filter", "train", "attack", "detect", "adaptive", "igsm_alpha")  # per (model, seed) metrics JSON, chain order
 ALPHA_FILE = "igsm_alpha"  # only for the unsanitized model and the rows of params alpha_models
 INTERVALS = ("wilson", "bootstrap", "t")
+# Detectors, as a detect metrics file names them: its headline divergence at the top, the other divergences
+# under "other_divergences", the baselines of params detect.baselines under "baselines" (cull.detectors).
+BASELINES = ("squeeze", "mahalanobis")
+# False-positive rates at which each attack-setting row records its ROC curve's TPR (key "roc"), so the aggregate
+# gives every point of the curve an across-seed interval: dense near 0, where a detector is usable.
+ROC_FPRS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)  # and (0, 0), (1, 1)
+DETECTOR_LABELS = {"kl": "KL(unsanitized ‖ sanitized), the paper's", "reverse": "KL(sanitized ‖ unsanitized)",
+                   "js": "JS divergence", "squeeze": "feature squeezing", "mahalanobis": "Mahalanobis",
+                   TWO_SEED: "KL between two unsanitized models (control)"}
 STAT_KEYS = ("mean", "sd", "lo", "hi", "n", "seeds", "per_seed", "interval")
 
 

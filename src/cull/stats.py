@@ -93,7 +93,7 @@ def of_samples(leaves: list[dict]) -> dict:
 
 
 # Per-seed numbers with a physical range: a t interval is clipped to it (a share cannot be negative).
-BOUNDS = {"auc": (0.0, 1.0), "tpr_at_1fpr": (0.0, 1.0), "tpr_at_5fpr": (0.0, 1.0), "fraction": (0.0, 1.0),
+BOUNDS = {"auc": (0.0, 1.0), "roc": (0.0, 1.0), "tpr_at_1fpr": (0.0, 1.0), "tpr_at_5fpr": (0.0, 1.0), "fraction": (0.0, 1.0),
           "class_fractions": (0.0, 1.0), "size": (0.0, math.inf), "class_counts": (0.0, math.inf),
           "train_size": (0.0, math.inf)}
 

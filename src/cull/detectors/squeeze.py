@@ -41,13 +41,13 @@ def median_smooth(x: torch.Tensor, size: int = 2) -> torch.Tensor:
 
 
 @torch.no_grad()
-def feature_squeezing_score(model: torch.nn.Module, images: np.ndarray, *, bits: int = 1, median: int = 2,
+def feature_squeezing_score(model: torch.nn.Module, images, *, bits: int = 1, median: int = 2,
                             device="cpu", batch: int = BATCH) -> np.ndarray:
     """Per image, max over the squeezers of || softmax(model(x)) - softmax(model(squeeze(x))) ||_1.
 
     Arguments:
         model: classifier returning logits, in eval mode.
-        images: (N, C, H, W) uint8, or floating point in [0, 1] (adversarial examples).
+        images: (N, C, H, W) uint8, or floating point in [0, 1] (adversarial examples); array or tensor.
         bits: the bit-depth squeezer's bits; median: the median squeezer's window side.
 
     Returns:
@@ -55,7 +55,7 @@ def feature_squeezing_score(model: torch.nn.Module, images: np.ndarray, *, bits:
     """
     scores = []
     for start in range(0, len(images), batch):
-        chunk = torch.as_tensor(np.asarray(images[start:start + batch])).to(device)
+        chunk = torch.as_tensor(images[start:start + batch]).to(device)
         x = to_float(chunk) if chunk.dtype == torch.uint8 else chunk.float()
         p = torch.softmax(model(x).double(), dim=1)
         l1 = [(p - torch.softmax(model(s(x)).double(), dim=1)).abs().sum(1)

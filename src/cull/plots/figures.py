@@ -141,6 +141,37 @@ def retention_curve(series: Mapping[str, Mapping[int, tuple[float, float, float]
     return fig
 
 
+def roc_panels(panels: Mapping[str, Mapping[str, tuple[list, list, list | None, list | None]]], *,
+               title: str) -> Figure | None:
+    """ROC curves, one panel per attack setting, one curve per detector, with a 95% band where there is one.
+
+    Parameters
+    ----------
+    panels : {panel title: {detector label: (fpr, tpr mean, tpr lo or None, tpr hi or None)}}, each a
+        list over the false-positive rates at which the metrics record the curve; (0, 0) and (1, 1) are added.
+    """
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels:
+        return None
+    fig, axes = _panels(len(panels), rows=math.ceil(len(panels) / 4))
+    for ax, (name, curves) in zip(axes, panels.items()):
+        for label, (fpr, tpr, lo, hi) in curves.items():
+            (line,) = ax.plot([0.0, *fpr, 1.0], [0.0, *tpr, 1.0], marker=".", label=label)
+            if lo is not None and hi is not None and None not in lo and None not in hi:
+                ax.fill_between(fpr, lo, hi, color=line.get_color(), alpha=0.15)
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":")
+        ax.set_xscale("symlog", linthresh=0.01)  # the low-FPR end is where a detector is usable
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(0.0, 1.02)
+        ax.set_xlabel("false-positive rate on normal test examples")
+        ax.set_ylabel("true-positive rate")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(title)
+    return fig
+
+
 def cdf_panels(panels: list[tuple[str, list[Mapping[str, tuple[np.ndarray, np.ndarray]]], float | None]], *,
                xlabel: str, title: str) -> Figure | None:
     """Empirical CDFs, one subplot per sanitized model, one curve per set and seed.

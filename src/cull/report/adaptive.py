@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from cull.report.inputs import Inputs, Model, _get
 from cull.report.markdown import DASH, _num, _pct, _table, mean
+from cull.schema import DETECTOR_LABELS
 
 DEFENCE_BROKEN = 0.5  # the adaptive attacker "breaks" the defence when it fools the system this often (a fraction)
 
@@ -25,15 +26,23 @@ def _strongest(a: dict, variants: tuple[str, ...]) -> tuple[str, str, dict] | No
     return max(rows, key=lambda vkr: (mean(vkr[2]["success_rate"]), -(mean(vkr[2]["mean_l2"]) or 0.0)))
 
 
-def _adaptive_verdict(m: Model) -> list[str]:
-    a = m.adaptive
+def _pct_n(x) -> str:
+    """A rate as "mean [lo, hi]% (n=N)": the percent sign on the numbers, not after the count."""
+    return f"{_pct(x, n=False)}%" + (f" (n={x['n']})" if isinstance(x, dict) and "n" in x else "")
+
+
+def _adaptive_verdict(m: Model, a: dict | None = None, detector: str | None = None) -> list[str]:
+    """Whether the defence holds on model `m`, for the system `a` (default: the KL's, the file's top level)."""
+    run = m.adaptive
+    a = run if a is None else a
     best = _strongest(a, ("adaptive", "sum"))
     if best is None:
         return [f"{m.label}: no adaptive row in {m.files}/adaptive.json."]
+    what = f"{m.label} model" + (f" with the {detector} detector" if detector else "")
     variant, kappa, row = best
     names = dict(ADAPTIVE_VARIANTS)
     oblivious = _strongest(a, ("oblivious",))
-    versus = (f"the oblivious attacker of §3.4: {_pct(oblivious[2]['success_rate'])}% at best" if oblivious
+    versus = (f"the oblivious attacker of §3.4: {_pct_n(oblivious[2]['success_rate'])} at best" if oblivious
               else "no oblivious rows to compare")
     reference = _get(a, "oblivious", "0", "found_mean_l2")  # distortion to fool the sanitized classifier alone
     rate = row["success_rate"]
@@ -41,23 +50,50 @@ def _adaptive_verdict(m: Model) -> list[str]:
     lower = rate["lo"] if rate["lo"] is not None else rate["mean"]
     upper = rate["hi"] if rate["hi"] is not None else rate["mean"]
     if lower >= DEFENCE_BROKEN:
-        out = (f"**The defence breaks on the {m.label} model.** The {names[variant]} attacker fools the "
-               f"detector + classifier system on {_pct(rate)}% of its attempts at κ = {kappa} "
+        out = (f"**The defence breaks on the {what}.** The {names[variant]} attacker fools the "
+               f"detector + classifier system on {_pct_n(rate)} of its attempts at κ = {kappa} "
                f"({versus}), at a mean L2 of {_num(row['mean_l2'], '.3f')}.")
         if mean(reference) is not None:
             out += (f" Fooling the sanitized classifier alone took a mean L2 of {_num(reference, '.3f')} (oblivious "
                     "C&W, κ = 0): the gap between the two is what the detector buys.")
     elif upper < DEFENCE_BROKEN:
-        out = (f"The defence holds on the {m.label} model against these attackers: at most "
-               f"{_pct(rate)}% of attempts fool the system ({names[variant]}, κ = {kappa}; {versus}). "
-               f"With {a.get('n_sources', DASH)} source image(s) per seed × 9 targets and {a.get('steps', DASH)} Adam "
-               f"steps × {a.get('search_steps', DASH)} search steps this is a small search: a defence that survives "
+        out = (f"The defence holds on the {what} against these attackers: at most "
+               f"{_pct_n(rate)} of attempts fool the system ({names[variant]}, κ = {kappa}; {versus}). "
+               f"With {run.get('n_sources', DASH)} source image(s) per seed × 9 targets and {run.get('steps', DASH)} "
+               f"Adam steps × {run.get('search_steps', DASH)} search steps this is a small search: a defence that survives "
                "a weak adaptive attack can still fall to a stronger one (Tramèr et al., 2020).")
     else:
-        out = (f"On the {m.label} model it is not settled whether the defence holds: the strongest attacker "
-               f"({names[variant]}, κ = {kappa}) fools the system on {_pct(rate)}% of attempts, an interval that "
+        out = (f"On the {what} it is not settled whether the defence holds: the strongest attacker "
+               f"({names[variant]}, κ = {kappa}) fools the system on {_pct_n(rate)} of attempts, an interval that "
                f"straddles {100 * DEFENCE_BROKEN:g}% ({versus}).")
     return [out]
+
+
+def _per_detector(ran: list[Model]) -> list[str]:
+    """One table per detector: the system under the oblivious and the adaptive attacker, and the extra L2."""
+    out = ["### Every detector against the adaptive attacker",
+           "Each detector guards the same sanitized classifier, at its own τ from the detect stage, and the adaptive "
+           "C&W attacks that system (for feature squeezing through BPDA: the squeeze forward, the identity "
+           "backward). System accuracy: mean [Wilson 95%] over all attempts. Extra L2: per (source, target, κ) "
+           "where the adaptive attack fools the system and the oblivious C&W fooled the classifier, the adaptive "
+           "L2 minus the oblivious L2, mean [bootstrap 95%] (n = such pairs): the distortion the detector makes the "
+           "attacker pay."]
+    for m in ran:
+        systems = {m.adaptive.get("divergence", "kl"): m.adaptive, **(m.adaptive.get("baselines") or {})}
+        for name, a in systems.items():
+            label = DETECTOR_LABELS.get(name, name)
+            rows = []
+            for k in sorted(set(a.get("adaptive") or {}) | set(a.get("oblivious") or {}), key=float):
+                obl, adv = (a.get("oblivious") or {}).get(k) or {}, (a.get("adaptive") or {}).get(k) or {}
+                rows.append([k, _pct(obl.get("system_acc")), _pct(adv.get("system_acc")),
+                             _pct(adv.get("success_rate"), n=False), _num(adv.get("mean_l2"), ".3f", n=False),
+                             _num(adv.get("extra_l2"), "+.3f")])
+            out += [f"**{m.label}, {label}** (τ = {_num(a.get('threshold'), n=False)})",
+                    _table(["κ", "system accuracy, oblivious %", "system accuracy, adaptive %",
+                            "adaptive success %", "adaptive mean L2", "extra L2"], rows)]
+            if name != m.adaptive.get("divergence", "kl"):
+                out += _adaptive_verdict(m, a, label)
+    return out
 
 
 def _adaptive(inp: Inputs) -> str:
@@ -98,6 +134,7 @@ def _adaptive(inp: Inputs) -> str:
     out.append(_table(["model", "κ", "τ"] + [name for _, name in ADAPTIVE_VARIANTS], rows))
     for m in ran:
         out += _adaptive_verdict(m)
+    out += _per_detector(ran)
     if missing:
         out.append(note)
     return "\n\n".join(out)

@@ -5,12 +5,16 @@ from pathlib import Path
 
 import numpy as np
 
+from cull import schema
+from cull.aggregate import detectors_of
 from cull.plots import figures
 from cull.plots.figures import threshold_label
 from cull.report.gaps import Gap, _compare
 from cull.report.inputs import Inputs, _by_float, _get, _number
 from cull.report.markdown import DASH, _figure, _missing, _not_run, _num, _pct, _table, mean
 from cull.report.paper import PAPER_ACCEPTANCE, PAPER_TABLE5, PAPER_TABLE6, PAPER_TABLE7
+from cull.schema import DETECTOR_LABELS, ROC_FPRS
+from cull.stats import verdict_above
 from cull.verdicts import TABLE5_MODEL
 
 
@@ -167,11 +171,102 @@ def _two_seed(inp: Inputs) -> list[str]:
             _table(["attack", f"{model.label} KL AUC", "two-seed KL AUC", "difference", "two-seed detection"], rows)]
 
 
+def _detector_views(inp: Inputs, model) -> dict:
+    """Detector name -> its aggregated rows on `model`'s examples, and the two-seed control's (its own examples)."""
+    views = detectors_of(model.detect) if model.detect else {}
+    control = (inp.agg.get("controls") or {}).get("two_seed")
+    if control is not None:
+        views[schema.TWO_SEED] = control["detect"]
+    return views
+
+
+def _settings(views: dict) -> list[tuple[str, str, str]]:
+    """(attack, key, title) of every attack setting, IGSM by iteration count, then C&W by kappa."""
+    return [(attack, k, f"{'IGSM' if attack == 'igsm' else 'C&W κ'} {k}") for attack in ("igsm", "cw")
+            for k in sorted({k for v in views.values() for k in v.get(attack, {})}, key=float)]
+
+
+def _best_line(inp: Inputs, model, compared: dict) -> str:
+    means = compared["mean_auc"]
+    best = compared["best"]
+    if best is None:
+        return _not_run("no detector has an attack setting with examples")
+    rivals = sorted((n for n in means if n != best and mean(means[n]) is not None), key=lambda n: -mean(means[n]))
+    text = (f"**Best detector on {model.label}: {DETECTOR_LABELS.get(best, best)}**, by ROC-AUC averaged over the "
+            f"attack settings: {_num(means[best], '.3f')}, n counting seeds.")
+    if rivals:
+        lead = compared["best_minus"][rivals[0]]
+        verdict = verdict_above(lead, 0.0)
+        text += (f" Its lead over the runner-up, {DETECTOR_LABELS.get(rivals[0], rivals[0])} "
+                 f"({_num(means[rivals[0]], '.3f', n=False)}), paired by seed: {_num(lead, '+.3f')}; "
+                 + {"REPRODUCED": "its 95% interval lies above 0, so it is the best detector here.",
+                    "CONTRADICTED": "its 95% interval lies below 0.",
+                    "INCONCLUSIVE": "its 95% interval includes 0 (or one seed gives none), so the two are not "
+                                    "told apart at this n."}[verdict])
+    paper = compared["paper"]
+    if schema.TWO_SEED in compared["kl_minus"]:
+        text += (f" The paper's KL minus the two-seed KL: {_num(compared['kl_minus'][schema.TWO_SEED], '+.3f')} "
+                 f"(claim C9: {inp.verdicts.get('C9', {}).get('verdict', DASH)}).")
+    else:
+        text += " The two-seed KL needs at least two seeds, so the paper's KL is not compared with it here."
+    others = ", ".join(f"{DETECTOR_LABELS.get(n, n)} {_num(d, '+.3f', n=False)}"
+                       for n, d in compared["kl_minus"].items() if n in schema.BASELINES)
+    if others:
+        text += (f" The paper's KL ({paper}) minus each baseline: {others} "
+                 f"(claim C10: {inp.verdicts.get('C10', {}).get('verdict', DASH)}).")
+    return text
+
+
+def _detectors(inp: Inputs, figdir: Path) -> list[str]:
+    """Every detector on the same examples: the comparison table, the best detector, and the ROC figure."""
+    model = inp.find(*TABLE5_MODEL) or inp.sanitized[0]
+    compared = inp.agg["effects"].get("detectors", {}).get(model.name)
+    views = _detector_views(inp, model)
+    if not views or compared is None:
+        return [_missing(model.files + "/detect.json")]
+    settings = _settings(views)
+    rows = []
+    for name, d in views.items():
+        for attack, k, title in settings:
+            r = _get(d, attack, k) or {}
+            rows.append([DETECTOR_LABELS.get(name, name), title, _pct(r.get("detect")),
+                         _num(r.get("auc"), ".3f", n=False), _pct(r.get("tpr_at_1fpr"), n=False),
+                         _pct(r.get("tpr_at_5fpr"), n=False)])
+    accept = inp.params["detect"].acceptance
+    out = [f"Beyond the paper: the paper's detector beside the standard baselines on {model.label}, each scored on "
+           f"the same adversarial examples (those made on {model.label}) and each with its threshold τ set for "
+           f"{100 * accept:g}% acceptance of the validation normals, never the test set. Feature squeezing (Xu, "
+           f"Evans and Qi, NDSS 2018: 1-bit depth and 2×2 median, the largest L1 change of the softmax) and the "
+           f"Mahalanobis detector (Lee et al., NeurIPS 2018, simple form: class Gaussians with a tied covariance "
+           f"on the penultimate layer, fitted on the model's training images) watch the sanitized model alone. "
+           f"The two-seed KL is scored on the examples made on its own second model (same attack settings).",
+           "Detection at τ: mean [Wilson 95%] (n = adversarial examples over all seeds; C&W counts successful "
+           "examples only). ROC-AUC and TPR at 1% / 5% FPR (FPR on normal test examples): mean over seeds "
+           "[t 95%].",
+           _table(["detector", "attack", "detection at τ %", "ROC-AUC", "TPR at 1% FPR %", "TPR at 5% FPR %"], rows),
+           _best_line(inp, model, compared)]
+    panels = {}
+    for attack, k, title in settings:
+        curves = {}
+        for name, d in views.items():
+            roc = _get(d, attack, k, "roc")
+            if roc:
+                curves[DETECTOR_LABELS.get(name, name)] = (list(ROC_FPRS), [mean(p) for p in roc],
+                                                           [p["lo"] for p in roc], [p["hi"] for p in roc])
+        panels[title] = {label: c for label, c in curves.items() if None not in c[1]}
+    fig = figures.roc_panels(panels, title=f"ROC per detector, {model.label} (beyond the paper)")
+    out.append(_figure(figdir, "detectors_roc.png", fig, "ROC curve of every detector per attack setting: mean TPR "
+                       "over seeds at fixed FPRs on normal test examples, with the 95% t band where there are "
+                       "several seeds; the FPR axis is linear below 1% and logarithmic above."))
+    return out
+
+
 def _detection(inp: Inputs, figdir: Path, gaps: list[Gap]) -> str:
     out = ["## 7. Detection (Tables 5, 6, 7; Fig. 7, 8, 10)"]
     out += _table5_6(inp, gaps) if inp.dataset == "mnist" else _table7(inp, gaps)
     out += ["### Every sanitized model"] + _every_model(inp)
     out += ["### Control: two unsanitized models"] + _two_seed(inp)
+    out += ["### Detectors compared"] + _detectors(inp, figdir)
     if not any(m.cdf for m in inp.sanitized):
         return "\n\n".join(out + [_missing(*(m.files + "/detect_cdf.csv" for m in inp.sanitized))])
     kind = inp.params["detect"].divergence
