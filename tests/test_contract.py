@@ -97,3 +97,12 @@ def test_stage_params_equal_the_sections_its_script_loads(name):
 def test_every_stage_script_is_used_by_a_stage():
     used = {re.search(r"python (stages/\S+\.py)", _stage(n)["cmd"]).group(1) for n in STAGES}
     assert used == {str(p.relative_to(ROOT)) for p in (ROOT / "stages").glob("*.py")}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_no_stage_turns_its_run_cache_off(name):
+    """DVC keeps no run cache for a stage with an uncached plain out (uncached metrics and plots are fine), and
+    the run cache is what restores a threshold run before instead of retraining (README, Sharing and scaling)."""
+    uncached = [next(iter(o)) for o in _stage(name).get("outs", [])
+                if isinstance(o, dict) and next(iter(o.values())).get("cache") is False]
+    assert not uncached, f"{name}: uncached outs {uncached}; declare them as metrics or plots"

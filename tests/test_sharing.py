@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from conftest import dvc, ran_stages
+from conftest import dvc, ran_stages, tiny_params, write_params
 
 GIT = ["git", "-c", "user.name=cull tests", "-c", "user.email=tests@cull.invalid"]
 
@@ -31,6 +31,35 @@ def test_remote_round_trip_reruns_nothing(tiny_repo, tmp_path):
         assert (clone / path).read_bytes() == (tiny_repo / path).read_bytes(), path
     diff = dvc(clone, "metrics", "diff", "HEAD", "--json")
     assert diff.returncode == 0 and diff.stdout.strip() in ("{}", "")  # nothing differs from what A committed
+
+
+@pytest.mark.slow
+def test_run_cache_travels_through_the_remote(tiny_repo, tmp_path):
+    """A threshold that clone A trained once, then changed away from, is restored in clone B, not retrained.
+
+    B's dvc.lock never saw that threshold: only the run cache, pushed and pulled with --run-cache, knows it.
+    """
+    remote = tmp_path / "remote"
+    dvc(tiny_repo, "remote", "add", "-f", "-d", "shared", str(remote))
+    tried = {**tiny_params(), "threshold": 0.6}
+    try:
+        write_params(tiny_repo, tried)
+        assert "train@headline-0" in ran_stages(dvc(tiny_repo, "repro", "train@headline-0").stdout)
+    finally:
+        write_params(tiny_repo, tiny_params())
+    back = dvc(tiny_repo, "repro", "train@headline-0")  # changed back: restored from A's own run cache
+    assert "train@headline-0" not in ran_stages(back.stdout), back.stdout
+    git(tiny_repo, "add", "-A")
+    git(tiny_repo, "commit", "-q", "--allow-empty", "-m", "tiny pipeline, and a threshold tried")
+    dvc(tiny_repo, "push", "--run-cache")
+    clone = tmp_path / "b"
+    subprocess.run(["git", "clone", "-q", str(tiny_repo), str(clone)], check=True)
+    dvc(clone, "pull", "--run-cache")
+    write_params(clone, tried)
+    out = dvc(clone, "repro", "train@headline-0").stdout
+    assert "train@headline-0" not in ran_stages(out), out
+    assert "Stage 'train@headline-0' is cached" in out
+    assert (clone / "models/headline/seed-0.pt").is_file()
 
 
 QUEUE_JOBS = 2  # workers for `dvc queue start`; README "Sharing and scaling" gives the measured safe count
