@@ -58,6 +58,15 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
         load_checkpoint(other)
 
 
+def test_equal_checkpoints_are_equal_bytes(tmp_path):
+    """Same weights and metadata, same file, whatever its name: DVC then hashes a retrained model as unchanged."""
+    model = build_model(ModelConfig())
+    save_checkpoint(tmp_path / "a.pt", model, meta={"role": "test"})
+    (tmp_path / "b").mkdir()
+    save_checkpoint(tmp_path / "b" / "seed-0.pt", model, meta={"role": "test"})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b" / "seed-0.pt").read_bytes()
+
+
 def test_no_leftover_temp_files(tmp_path):
     save_checkpoint(tmp_path / "m.pt", build_model(ModelConfig()), meta={})
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]

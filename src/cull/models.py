@@ -84,8 +84,10 @@ def save_checkpoint(path, model: CWNet, *, meta: dict) -> None:
         "state_dict": state,
         "meta": meta,
     }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        # A file object, not the path: torch names the archive's inner folder after a path's file name,
+        # here a random temporary one, so equal checkpoints would differ in bytes (and in their DVC hash).
+        torch.save(checkpoint, f)
 
 
 def load_checkpoint(path, device: torch.device | str = "cpu", *, in_channels: int | None = None):
