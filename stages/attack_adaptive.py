@@ -6,13 +6,13 @@
         [--attacks data/models/M/seed-S/attacks.npz] --out data/models/M/seed-S/adaptive.npz \
         --metrics metrics/models/M/seed-S/adaptive.json
 
-Reads params adaptive and base, and each detector's tau (and the squeezers'
-settings) from the detect stage's metrics, the Mahalanobis Gaussians from its
-.npz. Runs the adaptive C&W against each detector + sanitized classifier system
-of `adaptive.detectors`, and the summed-logits C&W against the KL system; with
---attacks, rescores the attack stage's oblivious C&W rows for the same source
-images under each system. Writes the rows to --out and the tallies per
-system, variant and kappa to --metrics.
+Reads params threat_models, adaptive and base, and each detector's tau (and
+the squeezers' settings) from the detect stage's metrics, the Mahalanobis
+Gaussians from its .npz. Runs every threat model of threat_models against the
+detector + sanitized classifier system of its detector, with the adaptive
+settings; with --attacks, the oblivious threat model's rows (the attack stage's
+C&W for the same source images) are rescored under each system. Writes the rows
+to --out and the tallies per system, threat model and kappa to --metrics.
 """
 import argparse
 
@@ -21,7 +21,7 @@ from cull.artifacts import load_json, load_npz, save_json, save_npz
 from cull.attacks.adaptive_run import OBLIVIOUS_KEYS, attack_system, summary_line
 from cull.attacks.targets import detector_systems
 from cull.detection import read_detect_metrics
-from cull.detectors import ClassGaussians
+from cull.detectors import load_gaussians
 from cull.models import load_checkpoint
 from cull.runtime import pick_device, run_stage, seed_everything
 
@@ -39,28 +39,28 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="output .npz of adversarial rows")
     parser.add_argument("--metrics", required=True, help="output metrics JSON")
     args = parser.parse_args(argv)
-    p = params.load(args.params, "adaptive", "base")
+    p = params.load(args.params, "threat_models", "adaptive", "base")
     device = pick_device(p["base"].device)
     seed_everything(args.seed)
-    adaptive = p["adaptive"]
+    adaptive, threats = p["adaptive"], p["threat_models"]
     detect = load_json(args.detect)
     read_detect_metrics(detect, args.detect)  # refuse another kind of file before any model loads
+    detectors = [t.detector for t in threats if t.detector is not None]
     gaussians = None
-    if "mahalanobis" in adaptive.detectors:
+    if "mahalanobis" in detectors:
         if not args.detect_scores:
-            raise ValueError("--detect-scores: needed for the mahalanobis detector (adaptive.detectors)")
-        fit = load_npz(args.detect_scores, ("mahalanobis_means", "mahalanobis_precision"))
-        gaussians = ClassGaussians(means=fit["mahalanobis_means"], precision=fit["mahalanobis_precision"])
+            raise ValueError("--detect-scores: needed for the mahalanobis detector (threat_models)")
+        gaussians = load_gaussians(args.detect_scores)
     data = load_npz(args.data, ("test_x", "test_y"))
     oblivious = load_npz(args.attacks, OBLIVIOUS_KEYS, finite=("cw_adv",)) if args.attacks else None
     channels = data["test_x"].shape[1]
     unsanitized, _ = load_checkpoint(args.unsanitized, device, in_channels=channels)
     sanitized, _ = load_checkpoint(args.sanitized, device, in_channels=channels)
-    systems = detector_systems(adaptive.detectors, unsanitized=unsanitized, sanitized=sanitized, detect=detect,
+    systems = detector_systems(detectors, unsanitized=unsanitized, sanitized=sanitized, detect=detect,
                                detect_path=args.detect, gaussians=gaussians)
     arrays, metrics, seconds = attack_system(
-        unsanitized, systems, data["test_x"], data["test_y"], adaptive=adaptive, seed=args.seed, device=device,
-        oblivious=oblivious,
+        unsanitized, systems, threats, data["test_x"], data["test_y"], adaptive=adaptive, seed=args.seed,
+        device=device, oblivious=oblivious,
     )
     save_npz(args.out, **arrays)
     save_json(args.metrics, metrics)

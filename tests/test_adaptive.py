@@ -13,9 +13,9 @@ import torch.nn as nn
 from conftest import CLASSES, SIDE, small_cnn, synthetic
 
 from cull import params
-from cull.attacks.adaptive import adaptive_l2, sum_l2, system_outcome
-from cull.attacks.cw import cw_l2
-from cull.attacks.targets import DetectorSystem, KLDetector, MahalanobisDetector, SqueezeDetector, SumLogits
+from cull.attacks.adaptive import AdaptiveCW, adaptive_l2, evaluate, system_outcome
+from cull.attacks.cw import CW, cw_l2
+from cull.attacks.targets import DetectorSystem, KLDetector, MahalanobisDetector, SqueezeDetector, SumLogits, threat_target
 from cull.detection import calibrate_threshold, divergence
 from cull.detectors import feature_squeezing_score, fit_class_gaussians, mahalanobis_score, penultimate_features
 from cull.models import CWNet, ModelConfig, save_checkpoint
@@ -54,6 +54,19 @@ def kl_system(u, s, tau, kind="kl"):
     return DetectorSystem(s, KLDetector(u, s, kind), tau)
 
 
+def adaptive(system, x, y, t, **settings):
+    """The adaptive C&W on `system`, scored against it."""
+    return evaluate(system, adaptive_l2(system, x, y, t, **settings), t)
+
+
+SUM = params.ThreatModel("sum-kl", "adaptive", "sum", "kl")
+
+
+def summed(system, x, y, t, **settings):
+    """Plain C&W on the summed logits of the system's two models (threat model sum-kl), scored against it."""
+    return evaluate(system, cw_l2(threat_target(SUM, system), x, y, t, **settings), t)
+
+
 def scores(u, s, images):
     with torch.no_grad():
         z_u, z_s = u(images), s(images)
@@ -64,7 +77,7 @@ def test_hinge_keeps_the_divergence_below_tau(pair, setting):
     u, s = pair
     x, y, t, tau = setting
     oblivious = cw_l2(s, x, y, t, **FAST)
-    res = adaptive_l2(kl_system(u, s, tau), x, y, t, margin=MARGIN, **FAST)
+    res = adaptive(kl_system(u, s, tau), x, y, t, margin=MARGIN, **FAST)
     assert res.success.float().mean() >= 0.75
     d, san, unsan = scores(u, s, res.images)  # recomputed as the detector does, in a fresh batch
     ok = res.success.numpy()
@@ -83,7 +96,7 @@ def test_higher_kappa_costs_distance_and_still_meets_the_margin(pair, setting):
     u, s = pair
     x, y, t, tau = setting
     kappa = torch.tensor([0.0] * 4 + [3.0] * 4)
-    res = adaptive_l2(kl_system(u, s, tau), x, y, t, kappa=kappa, margin=MARGIN, **FAST)
+    res = adaptive(kl_system(u, s, tau), x, y, t, kappa=kappa, margin=MARGIN, **FAST)
     assert res.success.all()
     with torch.no_grad():
         for model in (u, s):
@@ -173,12 +186,12 @@ def test_sum_variant_uses_the_same_rule(u_bias, s_bias, tau, found, success):
     u, s = constant(u_bias), constant(s_bias)
     x = torch.full((2, 1, 4, 4), 0.5)
     labels, targets = torch.zeros(2, dtype=torch.long), torch.ones(2, dtype=torch.long)
-    res = sum_l2(kl_system(u, s, tau), x, labels, targets, steps=5, search_steps=1)
+    res = summed(kl_system(u, s, tau), x, labels, targets, steps=5, search_steps=1)
     assert res.found.tolist() == [found] * 2 and res.success.tolist() == [success] * 2
     if not success:  # the adaptive attacker cannot do it either: S never moves, or D never falls
-        adaptive = adaptive_l2(kl_system(u, s, tau), x, labels, targets, steps=5, search_steps=2)
-        assert not adaptive.found.any() and not adaptive.success.any()
-        assert torch.equal(adaptive.images, x) and adaptive.l2.isnan().all()
+        res = adaptive(kl_system(u, s, tau), x, labels, targets, steps=5, search_steps=2)
+        assert not res.found.any() and not res.success.any()
+        assert torch.equal(res.images, x) and res.l2.isnan().all()
 
 
 def test_sum_variant_on_trained_pair(pair, setting):
@@ -186,7 +199,7 @@ def test_sum_variant_on_trained_pair(pair, setting):
     x, y, t, tau = setting
     results = {}
     for kappa in (0.0, 20.0):
-        res = results[kappa] = sum_l2(kl_system(u, s, tau), x, y, t, kappa=kappa, **FAST)
+        res = results[kappa] = summed(kl_system(u, s, tau), x, y, t, kappa=kappa, **FAST)
         d, san, _ = scores(u, s, res.images)
         assert res.found.all()
         assert torch.equal(res.success, res.found & torch.from_numpy(d <= tau) & (san == t))
@@ -208,6 +221,75 @@ def test_sum_logits_adds_and_leaves_modes_alone(pair):
             SumLogits(u, s)
     finally:
         u.eval()
+
+
+def test_attack_configs_are_callable_on_any_target(pair, setting):
+    """One call shape: a params section called on a target runs its attack with its own settings."""
+    u, s = pair
+    x, y, t, tau = setting
+    system = kl_system(u, s, tau)
+    cw = CW.of(params.Cw(steps=50, search_steps=2, lr=0.05, initial_c=0.1, precision="float32", search_tolerance=0.0))
+    settings = {"steps": 50, "search_steps": 2, "lr": 0.05, "initial_c": 0.1}
+    for a, b in ((cw(s, x, y, t), cw_l2(s, x, y, t, **settings)),
+                 (AdaptiveCW(margin=MARGIN, **settings)(system, x, y, t),
+                  adaptive_l2(system, x, y, t, margin=MARGIN, **settings)),
+                 (AdaptiveCW(**settings)(SumLogits(u, s), x, y, t), cw_l2(SumLogits(u, s), x, y, t, **settings))):
+        assert torch.equal(a.success, b.success) and torch.equal(a.images, b.images)
+        torch.testing.assert_close(a.l2, b.l2, equal_nan=True)
+
+
+def test_one_runner_scores_every_attack_against_its_system(pair, setting):
+    from cull.attacks.adaptive_run import scored
+    from cull.attacks.run import cw_rows, run_rows
+
+    u, s = pair
+    x, y, t, tau = setting
+    images = (x[:2].numpy() * 255).round().astype(np.uint8)
+    rows = cw_rows(np.arange(2), y[:2].numpy(), [0.0, 3.0], CLASSES)
+    system = kl_system(u, s, tau)
+    config = AdaptiveCW(margin=MARGIN, **FAST)
+    for target in (system, SumLogits(u, s)):
+        out = run_rows(config, target, images, rows, device="cpu", search_steps=FAST["search_steps"], desc="t",
+                       score=lambda res, targets: scored(system, res, targets), also={"unsanitized": u}, batch=5)
+        assert set(out) == {"adv", "found", "success", "l2", "score", "accepted", "pred", "unsanitized_pred"}
+        assert len(out["found"]) == len(rows["cw_index"]) == 2 * (CLASSES - 1) * 2
+        d, san, unsan = scores(u, s, torch.from_numpy(out["adv"]))
+        np.testing.assert_allclose(out["score"], d, rtol=1e-4, atol=1e-9)  # batches of 5 vs one: float noise
+        assert np.array_equal(out["accepted"], out["score"] <= tau)
+        assert np.array_equal(out["success"], out["found"] & out["accepted"] & (san.numpy() == rows["cw_target"]))
+        assert np.array_equal(out["unsanitized_pred"], unsan.numpy())
+        assert np.array_equal(np.isnan(out["l2"]), ~out["found"])
+
+
+def test_threat_models_in_params_are_named_triples(tmp_path):
+    table = params.load(ROOT / "params.yaml", "threat_models")["threat_models"]
+    assert [t.name for t in table] == list(params.DEFAULT_THREAT_MODELS)  # defaults live in one place
+    assert {(t.attack, t.target, t.detector) for t in table} == {
+        (b["attack"], b["target"], b.get("detector")) for b in params.DEFAULT_THREAT_MODELS.values()}
+    assert all(t.knows == params.TARGETS[t.target] for t in table)
+    path = tmp_path / "params.yaml"
+    for text, match in [
+        ("threat_models: {x: {attack: cw, target: classifier}}\n", r"threat_models.x: the attack on the classifier "
+         r"alone is the attack stage's C&W; name it 'oblivious' with attack cw"),
+        ("threat_models: {s: {attack: adaptive, target: sum, detector: squeeze}}\n",
+         r"threat_models.s.detector: summed logits need a divergence's two models, got 'squeeze'"),
+        ("threat_models: {a: {attack: adaptive, target: system, detector: kl}, "
+         "b: {attack: adaptive, target: system, detector: kl}}\n",
+         r"threat_models.b: another threat model attacks the same system of kl; a threat model runs once"),
+        ("threat_models: {a: {attack: adaptive, target: sytem, detector: kl}}\n",
+         r"threat_models.a.target: expected one of classifier, sum, system, got 'sytem'"),
+        ("threat_models: {a: {attack: adaptive, target: system, detector: squeze}}\n",
+         r"threat_models.a.detector: expected one of kl, reverse, js, squeeze, mahalanobis, got 'squeze'"),
+        ("threat_models: {a: {attack: cw, target: system, detector: kl}}\n",
+         r"threat_models.a.attack: the system is attacked with the adaptive settings; expected adaptive"),
+        ("threat_models: {a: {attack: adaptive, target: system, detector: kl, knows: all}}\n",
+         r"threat_models.a.knows: follows from the target; remove it"),
+        ("threat_models: {a: 3}\n", r"threat_models.a: expected a mapping \{attack, target, detector\}, got 3"),
+        ("threat_models: []\n", r"threat_models: expected a mapping of threat-model names"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ParamsError, match=match):
+            params.load(path, "threat_models")
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -232,8 +314,9 @@ def test_system_validation_errors(pair, setting):
     with pytest.raises(TypeError, match="system: expected a cull.attacks.targets.DetectorSystem"):
         adaptive_l2(s, x, y, t)
     squeeze = DetectorSystem(s, SqueezeDetector(s), 0.1)
-    with pytest.raises(ValueError, match="sum_l2: needs a KL detector's two models, got SqueezeDetector"):
-        sum_l2(squeeze, x, y, t)
+    with pytest.raises(ValueError, match="threat_models.sum-kl: summed logits need a divergence detector's two "
+                                         "models, got SqueezeDetector"):
+        threat_target(SUM, squeeze)
 
 
 def test_models_must_agree_on_classes(pair, setting):
@@ -280,7 +363,7 @@ def test_hinge_drives_each_baseline_score_below_tau(pair, setting, baselines, na
     system = baselines[name]
     oblivious = cw_l2(s, x, y, t, **FAST)
     rejected_before = ~system.accepts(oblivious.images)[0]
-    res = adaptive_l2(system, x, y, t, margin=1e-3, **FAST)
+    res = adaptive(system, x, y, t, margin=1e-3, **FAST)
     assert res.success.float().mean() >= 0.75
     accepted, score = system.accepts(res.images)  # a fresh batch, the detector's own computation
     assert (score[res.success] <= system.threshold).all() and accepted[res.success].all()
@@ -294,7 +377,6 @@ def test_hinge_drives_each_baseline_score_below_tau(pair, setting, baselines, na
     ("adaptive: {kappas: [0, -5]}\n", r"adaptive.kappas: expected non-negative confidences"),
     ("adaptive: {kappas: []}\n", r"adaptive.kappas: expected non-negative confidences, got \[\]"),
     ("adaptive: {margin: -0.1}\n", r"adaptive.margin: expected a value in \[0.0, 100.0\], got -0.1"),
-    ("adaptive: {detectors: [kl, squeze]}\n", r"adaptive.detectors: expected one of kl, reverse, js, squeeze, mahalanobis"),
     ("adaptive: {n: 0}\n", r"adaptive.n: expected a value in \[1, 100000\], got 0"),
     ("adaptive: {steps: 1.5}\n", r"adaptive.steps: expected int, got 1.5"),
     ("adaptive: {search_steps: 0}\n", r"adaptive.search_steps: expected a value in \[1, 100\]"),
@@ -363,6 +445,9 @@ def test_stage_end_to_end(tmp_path):
     assert run.stdout.count("\n") == 1 and run.stdout.startswith("attack_adaptive models/sanitized.pt: kl tau=")
     m = json.loads((tmp_path / "m/adaptive.json").read_text())
     assert m["threshold"] == 1e-4 and m["divergence"] == "kl" and m["n_sources"] == 1
+    assert list(m["threat_models"]) == list(params.DEFAULT_THREAT_MODELS)  # named, with what each attacker knows
+    assert m["threat_models"]["sum-kl"] == {"attack": "adaptive", "target": "sum", "detector": "kl",
+                                            "knows": params.TARGETS["sum"]}
     assert m["n_oblivious_sources"] == 1
     keys = {"n", "success_rate", "mean_l2", "accepted_rate", "system_acc", "found_rate", "found_mean_l2",
             "unsanitized_hit_rate"}
@@ -374,10 +459,10 @@ def test_stage_end_to_end(tmp_path):
         for variant in variants:
             assert set(system[variant]) == {"0", "20"}
             for row in system[variant].values():
-                assert set(row) == keys | ({"extra_l2"} if variant == "adaptive" else set()) and row["n"] == 9
+                assert set(row) == keys | {"extra_l2"} and row["n"] == 9  # extra L2 over the oblivious C&W
                 assert row["system_acc"]["n"] == row["success_rate"]["n"] == 9  # count leaves over the 9 rows
                 assert row["system_acc"]["k"] == 9 - row["success_rate"]["k"]
-                assert row["extra_l2"]["n"] <= row["success_rate"]["k"] if variant == "adaptive" else True
+                assert row["extra_l2"]["n"] <= row["success_rate"]["k"]
         assert set(system["oblivious"]) == {"0"} and system["oblivious"]["0"]["n"] == 9
     out = np.load(tmp_path / "out/adaptive.npz")
     assert out["adaptive_adv"].shape == (18, 1, 28, 28) and out["adaptive_adv"].dtype == np.float32

@@ -59,7 +59,7 @@ IDENTITY = {
     "train": {"method", "threshold", "epochs"},
     "attack": {"n_igsm", "n_cw"},
     "detect": {"divergence", "n_val", "n_test", "bits", "median"},
-    "adaptive": {"divergence", "margin", "n_sources", "steps", "search_steps", "n_oblivious_sources"},
+    "adaptive": {"divergence", "margin", "n_sources", "steps", "search_steps", "n_oblivious_sources", "threat_models"},
     "canonical": {"train_size", "holdout_size", "epochs"},
     "tables": {"threshold", "total"},
     "scores": set(),

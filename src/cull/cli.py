@@ -135,7 +135,7 @@ def check(
     """Classify images with the sanitized model and ACCEPT or REJECT them by a detector."""
     from cull.check import DETECTORS, check_images
     from cull.detection import read_detect_metrics
-    from cull.detectors import ClassGaussians
+    from cull.detectors import load_gaussians
     from cull.runtime import EXPECTED_ERRORS, one_line, pick_device
     from cull.schema import TWO_SEED
 
@@ -154,8 +154,7 @@ def check(
         name, threshold, row = read_detect_metrics(obj, detect_metrics, None if two_seed else detector)
         gaussians = None
         if detector == "mahalanobis":
-            fit = artifacts.load_npz(detect_scores, ("mahalanobis_means", "mahalanobis_precision"))
-            gaussians = ClassGaussians(means=fit["mahalanobis_means"], precision=fit["mahalanobis_precision"])
+            gaussians = load_gaussians(detect_scores)
         rows = check_images(images, unsanitized=unsanitized, sanitized=sanitized, threshold=threshold,
                             detector=detector, settings=row.get("settings"), gaussians=gaussians,
                             device=pick_device(device))

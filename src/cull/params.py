@@ -197,6 +197,8 @@ class Alpha:
 
 @dataclass(frozen=True)
 class Cw:
+    """Carlini & Wagner L2, targeted: `cull.attacks.cw.CW` is this section, callable on a target."""
+
     n: int = 1  # source test images; each is attacked towards all 9 other classes
     kappas: list[float] = field(default_factory=lambda: [0, 0.1, 0.5, 1, 3, 5])
     steps: int = 1000  # Adam iterations per binary-search step
@@ -239,7 +241,8 @@ class Detect:
 
 @dataclass(frozen=True)
 class Adaptive:
-    """An attacker who knows the detector (beyond the paper): cull.attacks.adaptive, stage attack_adaptive."""
+    """The adaptive attacker's C&W (beyond the paper), stage adaptive: `cull.attacks.adaptive.AdaptiveCW`
+    is this section, callable on a target."""
 
     n: int = 1  # source test images, the attack stage's first C&W sources; each x 9 targets x each kappa
     kappas: list[float] = field(default_factory=lambda: [0, 5, 10, 20])  # on the watched models (sum: on the sum)
@@ -248,17 +251,84 @@ class Adaptive:
     lr: float = 0.05
     initial_c: float = 1.0  # few search steps: start near the c that works, then bisect
     margin: float = 1e-3  # score units below tau the hinge aims at, so batch-order float noise stays accepted
-    # Detectors attacked, each as its own system with the sanitized classifier: the detect stage's
-    # divergence (always, with the summed-logits variant too) and baselines of detect.baselines
-    detectors: list[str] = field(default_factory=lambda: ["kl", "squeeze", "mahalanobis"])
 
     def check(self, where):
         _check_search(where, self)
         _range(where, "margin", self.margin, 0.0, 100.0)
-        for name in self.detectors:
-            _choice(where, "detectors", name, ("kl", "reverse", "js", *BASELINES))
-        if len(set(self.detectors)) != len(self.detectors):
-            raise ParamsError(f"{where}.detectors: names repeat in {self.detectors}")
+
+
+# A threat model: what is attacked (target), with which attack (a params section that is callable on a target),
+# and so what the attacker knows; named as RobustBench names its threat models. Stage adaptive runs each one
+# on the rows of adaptive_models; "oblivious" is the attack stage's C&W, read back, not rerun.
+TARGETS = {  # target -> what an attacker of it knows
+    "classifier": "the sanitized classifier only (oblivious of the detector)",
+    "sum": "the detector's two models, through their summed logits (not tau)",
+    "system": "the classifier, the detector and its threshold tau",
+}
+ATTACKS = ("cw", "adaptive")  # the params sections that are attacks
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    name: str
+    attack: str  # cw | adaptive: the params section whose settings attack
+    target: str  # classifier | sum | system (of TARGETS)
+    detector: str | None = None  # sum, system: whose system (kl, reverse, js, squeeze, mahalanobis)
+    knows: str | None = None  # filled in from TARGETS
+
+    def check(self, where):
+        _choice(where, "attack", self.attack, ATTACKS)
+        _choice(where, "target", self.target, tuple(TARGETS))
+        if self.target == "classifier":
+            if self.detector is not None:
+                raise ParamsError(f"{where}.detector: an attack on the classifier alone names no detector; remove it")
+            if self.name != OBLIVIOUS or self.attack != "cw":
+                raise ParamsError(f"{where}: the attack on the classifier alone is the attack stage's C&W; "
+                                  f"name it {OBLIVIOUS!r} with attack cw")
+        else:
+            _choice(where, "detector", self.detector, ("kl", "reverse", "js", *BASELINES))
+            if self.attack != "adaptive":
+                raise ParamsError(f"{where}.attack: the {self.target} is attacked with the adaptive settings; "
+                                  "expected adaptive")
+        if self.target == "sum" and self.detector not in ("kl", "reverse", "js"):
+            raise ParamsError(f"{where}.detector: summed logits need a divergence's two models, got {self.detector!r}")
+
+
+OBLIVIOUS = "oblivious"
+DEFAULT_THREAT_MODELS = {
+    OBLIVIOUS: {"attack": "cw", "target": "classifier"},
+    "adaptive-kl": {"attack": "adaptive", "target": "system", "detector": "kl"},
+    "sum-kl": {"attack": "adaptive", "target": "sum", "detector": "kl"},
+    "adaptive-squeeze": {"attack": "adaptive", "target": "system", "detector": "squeeze"},
+    "adaptive-mahalanobis": {"attack": "adaptive", "target": "system", "detector": "mahalanobis"},
+}
+
+
+def threat_table(raw: dict, path: str) -> list[ThreatModel]:
+    """`threat_models`: name -> {attack, target, detector}, each checked (`ThreatModel.check`), in file order."""
+    where = f"{path}: threat_models"
+    table = raw.get("threat_models", DEFAULT_THREAT_MODELS)
+    if not isinstance(table, dict) or not table:
+        raise ParamsError(f"{where}: expected a mapping of threat-model names to {{attack, target, detector}}, "
+                          f"got {table!r}")
+    out = []
+    for name, body in table.items():
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise ParamsError(f"{where}: {name!r} is not a valid name (letters, digits, '.', '_', '-')")
+        if not isinstance(body, dict):
+            raise ParamsError(f"{where}.{name}: expected a mapping {{attack, target, detector}}, got {body!r}")
+        for key in ("name", "knows"):
+            if key in body:
+                raise ParamsError(f"{where}.{name}.{key}: follows from the " + ("key" if key == "name" else "target")
+                                  + "; remove it")
+        tm = build(ThreatModel, {"name": name, **body}, f"{where}.{name}")
+        out.append(dataclasses.replace(tm, knows=TARGETS[tm.target]))
+    systems = [(tm.target, tm.detector) for tm in out]
+    for i, (tm, key) in enumerate(zip(out, systems)):
+        if key in systems[:i]:
+            raise ParamsError(f"{where}.{tm.name}: another threat model attacks the same {tm.target}"
+                              + (f" of {tm.detector}" if tm.detector else "") + "; a threat model runs once")
+    return out
 
 
 METHODS = ("canonical", "self")  # the scores a sanitization filter can use
@@ -280,7 +350,7 @@ SECTIONS = {
     "adaptive": Adaptive,
     "alpha": Alpha,
 }
-SCALARS = ("dataset", "threshold", "method", "seeds", "models", "adaptive_models", "alpha_models")
+SCALARS = ("dataset", "threshold", "method", "seeds", "models", "adaptive_models", "alpha_models", "threat_models")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -480,7 +550,8 @@ def load(path: str | Path, *keys: str) -> dict:
     Sections come back as dataclasses; `threshold` as a float, `method` and
     `dataset` as strings, `seeds` as a list of ints, `models` as the list of
     `ModelRow` (`model_table`), the headline row first; `adaptive_models` and
-    `alpha_models` as lists of row names (`row_names`).
+    `alpha_models` as lists of row names (`row_names`); `threat_models` as the
+    list of `ThreatModel` (`threat_table`).
     """
     raw = read_yaml(path)
     known = set(SECTIONS) | set(SCALARS)
@@ -506,6 +577,8 @@ def load(path: str | Path, *keys: str) -> dict:
             out[key] = model_table(raw, str(path))
         elif key in ("adaptive_models", "alpha_models"):
             out[key] = row_names(raw, str(path), key)
+        elif key == "threat_models":
+            out[key] = threat_table(raw, str(path))
         else:
             raise KeyError(key)
     return out

@@ -93,6 +93,12 @@ def tables_file(root: str | Path, seed: int) -> Path:
 # ---------------------------------------------------------------- leaves
 
 
+def adaptive_systems(adaptive: dict) -> dict[str, dict]:
+    """Detector name -> its system's metrics in an adaptive file (per seed or aggregated): the detect
+    stage's divergence at the top level, the baselines under "baselines", each keyed by variant and kappa."""
+    return {adaptive.get("divergence", "kl"): adaptive, **(adaptive.get("baselines") or {})}
+
+
 def count(k, n) -> dict:
     """A count leaf: k successes of n trials (rate None when n = 0)."""
     k, n = int(k), int(n)

@@ -1,36 +1,41 @@
-"""Adaptive C&W L2 attacks on a detector + classifier system (the paper's Fig. 9; beyond the paper).
+"""The adaptive C&W L2 attack on a detector + classifier system (the paper's Fig. 9; beyond the paper).
 
 The paper (§4) evaluates its KL detector only against an attacker who does not
 know it, and leaves the adaptive case to future work. Here the attacker knows
 the system: its classifier, its detector (the paper's KL or a baseline) and
 the detector's threshold tau. Targets, detectors and the system are in
-`cull.attacks.targets`; every attack here has one call shape,
-``attack(system, images, labels, targets, **settings) -> AdaptiveResult``.
+`cull.attacks.targets`; the attack has the call shape of every attack,
+``adaptive_l2(system, images, labels, targets, **settings) -> AttackResult``.
 
 * `adaptive_l2`: C&W L2 on the system: every model the detector watches
   predicts the target with margin >= kappa, and a hinge keeps the detector's
   score below tau (through BPDA where the detector is not differentiable).
-* `sum_l2`: plain `cw_l2` on the summed logits of the KL detector's two models
-  (`SumLogits`). A high kappa saturates both on the target, so the KL
-  collapses; cheaper (no detector in the loop) but blind to tau. KL only.
+* The cheaper attacker of the threat model ``sum-kl`` is plain `cw_l2` on the
+  summed logits of the KL detector's two models (`SumLogits`): a high kappa
+  saturates both on the target, so the KL collapses; blind to tau.
 
-One rule scores both (`system_outcome`): an example fools the system iff the
-attack met its own goal on it, the detector accepts it (its exact score, as
-the detect stage computes it, <= tau) and the classifier outputs the target.
+One rule scores every attack against a system (`evaluate`, `system_outcome`):
+an example fools the system iff the attack met its own goal on it, the
+detector accepts it (its exact score, as the detect stage computes it,
+<= tau) and the classifier outputs the target.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
 from cull.attacks._checks import check_classes, check_model
-from cull.attacks.cw import check_kappa, check_search, check_targets, cw_l2, l2_search, target_margin
-from cull.attacks.targets import DetectorSystem, KLDetector, SumLogits
+from cull.attacks.cw import AttackResult, check_kappa, check_search, check_targets, cw_l2, l2_search, target_margin
+from cull.attacks.targets import DetectorSystem
+from cull.params import Adaptive
 
 
-class AdaptiveResult(NamedTuple):
+class SystemOutcome(NamedTuple):
+    """An attack's result as the system sees it (`evaluate`)."""
+
     images: torch.Tensor  # (N, C, H, W) the images presented: smallest-L2 adversarial where found, else CLEAN
     found: torch.Tensor  # (N,) bool: the attack met its own goal (see each attack)
     success: torch.Tensor  # (N,) bool: fools the system (found, accepted, the classifier outputs the target)
@@ -65,12 +70,12 @@ def system_outcome(system: DetectorSystem, images: torch.Tensor, targets: torch.
             "success": found.to(device) & accepted & (pred == targets)}
 
 
-def _result(system: DetectorSystem, x, images, found, targets) -> AdaptiveResult:
-    """Score the presented images (clean where not found) in one batch."""
-    images = torch.where(found[:, None, None, None], images, x)
-    out = system_outcome(system, images, targets, found)
-    l2 = (images - x).flatten(1).norm(dim=1).masked_fill(~found, float("nan"))
-    return AdaptiveResult(images, found, out["success"], l2, out["score"], out["accepted"], out["pred"])
+def evaluate(system: DetectorSystem, result: AttackResult, targets: torch.Tensor) -> SystemOutcome:
+    """An attack's `result` on any target, scored against `system` in one batch: ``found`` is the
+    attack's own success, ``success`` whether it fools the system (`system_outcome`)."""
+    out = system_outcome(system, result.images, targets, result.success)
+    return SystemOutcome(result.images, result.success, out["success"], result.l2, out["score"], out["accepted"],
+                         out["pred"])
 
 
 def _hits(logits: torch.Tensor, margin: torch.Tensor, targets: torch.Tensor, kappa: torch.Tensor) -> torch.Tensor:
@@ -99,7 +104,7 @@ def adaptive_l2(
     lr: float = 0.01,
     abort_early: bool = True,
     on_search_step: Callable[[int, torch.Tensor], None] | None = None,
-) -> AdaptiveResult:
+) -> AttackResult:
     """Adaptive C&W L2 against a detector + classifier system (paper Fig. 9).
 
     The attack of 'Towards Evaluating the Robustness of Neural Networks' (Carlini
@@ -140,11 +145,11 @@ def adaptive_l2(
             after each search step, for progress bars. (Default: None)
 
     Returns:
-        AdaptiveResult: the presented images (N, C, H, W), (N,) masks ``found``
-        (the goal above) and ``success`` (fools the system; see
-        `system_outcome`), ``l2`` (NaN where not found), the detector's float64
-        ``score``, ``accepted`` and the classifier's class. Examples never
-        found come back as the CLEAN image: always check ``success``.
+        AttackResult(images, success, l2): the adversarial images (N, C, H, W),
+        ``success`` (N,) the goal above, checked with the detector's exact
+        score, and ``l2`` (NaN where not met). Examples that never met it come
+        back as the CLEAN image: always check ``success``. `evaluate` scores
+        the result against the system (accepted, the classifier's class).
 
     Examples::
         >>> system = DetectorSystem(s, KLDetector(u, s), tau)
@@ -185,55 +190,23 @@ def adaptive_l2(
         for model in watched:
             z = model(best)
             found &= _hits(z, target_margin(z, targets), targets, kappa)
-    return _result(system, x, best, found, targets)
+    best = torch.where(found[:, None, None, None], best, x)
+    return AttackResult(best, found, (best - x).flatten(1).norm(dim=1).masked_fill(~found, float("nan")))
 
 
-def sum_l2(
-    system: DetectorSystem,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    kappa: float | torch.Tensor = 0.0,
-    initial_c: float = 1e-3,
-    steps: int = 1000,
-    search_steps: int = 9,
-    lr: float = 0.01,
-    abort_early: bool = True,
-    on_search_step: Callable[[int, torch.Tensor], None] | None = None,
-) -> AdaptiveResult:
-    """C&W L2 on the summed logits Z_U + Z_S of a KL system, scored against the system.
+@dataclasses.dataclass(frozen=True)
+class AdaptiveCW(Adaptive):
+    """Params section `adaptive` (`cull.params.Adaptive`), callable on a target: on a `DetectorSystem`
+    the adaptive C&W with its detector's hinge (`adaptive_l2`); on any other module (the summed logits
+    of threat model sum-kl) plain `cw_l2` with these settings, float32, every search step."""
 
-    The cheaper adaptive attacker: plain `cw_l2` (Carlini and Wagner, 2017,
-    https://arxiv.org/abs/1608.04644) on `SumLogits`. A target margin >= kappa
-    on the sum needs both models to lean to the target; at a high kappa both
-    saturate, P_U and P_S both approach the one-hot target and D collapses
-    (cf. Carlini and Wagner, https://arxiv.org/abs/1705.07263, on attacking a
-    detector through the classifier it watches; Tramèr et al.,
-    https://arxiv.org/abs/2002.08347, on choosing the simplest loss that
-    works). tau plays no part in the optimisation; it only scores the result.
+    @classmethod
+    def of(cls, section: Adaptive) -> AdaptiveCW:
+        return cls(**dataclasses.asdict(section))
 
-    Arguments: as `adaptive_l2`, less `margin`; the system's detector must be a
-    `KLDetector`. ``found`` is `cw_l2`'s success on the sum (target margin of
-    Z_U + Z_S >= kappa); ``success`` follows the same rule as `adaptive_l2`
-    (`system_outcome`): found, accepted and the classifier outputs the target.
-
-    Returns:
-        AdaptiveResult, as `adaptive_l2`.
-    """
-    system = _check_system(system)
-    if not isinstance(system.detector, KLDetector):
-        raise ValueError(f"sum_l2: needs a KL detector's two models, got {type(system.detector).__name__}")
-    check_targets(images, labels, targets)
-    _num_classes(system.watched, images)  # before the sum would broadcast two class counts
-    model = SumLogits(system.detector.unsanitized, system.detector.sanitized)
-    res = cw_l2(
-        model, images, labels, targets, kappa=kappa, initial_c=initial_c, steps=steps,
-        search_steps=search_steps, lr=lr, abort_early=abort_early, on_search_step=on_search_step,
-    )
-    x = images.detach()
-    return _result(system, x, res.images, res.success, targets.to(x.device))
-
-
-# variant name -> attack; `adaptive_l2` alone takes margin; `sum_l2` only runs on a KL system
-ATTACKS = {"adaptive": adaptive_l2, "sum": sum_l2}
+    def __call__(self, target, images, labels, targets, *, kappa=0.0, on_search_step=None) -> AttackResult:
+        search = {"kappa": kappa, "initial_c": self.initial_c, "steps": self.steps,
+                  "search_steps": self.search_steps, "lr": self.lr, "on_search_step": on_search_step}
+        if isinstance(target, DetectorSystem):
+            return adaptive_l2(target, images, labels, targets, margin=self.margin, **search)
+        return cw_l2(target, images, labels, targets, **search)

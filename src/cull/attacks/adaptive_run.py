@@ -1,9 +1,14 @@
-"""Run the adaptive attacks over test images against each detector's system, rescore the oblivious C&W alike, and tally.
+"""Run every threat model of params against each detector's system, and tally, in one layout.
 
-Beyond the paper. One system per detector (`cull.attacks.targets.DetectorSystem`:
-the sanitized classifier, the detector, its tau from the detect stage): the
+Beyond the paper. A threat model (`cull.params.ThreatModel`) names an attack
+(a params section callable on a target), its target and so what the attacker
+knows. One system per detector (`cull.attacks.targets.DetectorSystem`: the
+sanitized classifier, the detector, its tau from the detect stage): the
 paper's KL, whose metrics sit at the top level, and each baseline, under
-``baselines``, in the same layout. The "sum" variant runs on the KL system only.
+``baselines``, in the same layout: per system, one entry per threat model that
+attacks it, under its variant (`VARIANTS`: "adaptive" for the system itself,
+"sum" for its summed logits), and "oblivious", the attack stage's C&W on the
+classifier alone, rescored under that system.
 
 Notation as in `cull.attacks.run`: n source test images, each attacked towards
 the K - 1 other classes at each kappa, M = n (K - 1) len(kappas) rows, in
@@ -28,9 +33,9 @@ that variant's rows at that kappa (n of them):
   accepted image lands on a third class;
 - ``unsanitized_hit_rate``: of the successes, the fraction on which the
   unsanitized model outputs the target too (None if none);
-- ``extra_l2`` (adaptive only): per row where the adaptive attack fools the
-  system and the oblivious C&W fooled the classifier, the adaptive L2 minus the
-  oblivious L2, as a sample: the distortion that the detector makes the
+- ``extra_l2`` (every variant but "oblivious"): per row where the attack fools
+  the system and the oblivious C&W fooled the classifier, its L2 minus the
+  oblivious L2, as a sample: the distortion that the detector makes that
   attacker pay.
 """
 from __future__ import annotations
@@ -41,17 +46,18 @@ import numpy as np
 import torch
 
 from cull.attacks._checks import check_model, check_test_set
-from cull.attacks.adaptive import ATTACKS, system_outcome
-from cull.attacks.run import CW_BATCH, CW_STREAM, SearchProgress, channels_last, choose, cw_rows
-from cull.attacks.targets import DetectorSystem, KLDetector
+from cull.attacks.adaptive import AdaptiveCW, evaluate
+from cull.attacks.cw import AttackResult
+from cull.attacks.run import CW_BATCH, CW_STREAM, channels_last, choose, cw_rows, run_rows
+from cull.attacks.targets import DetectorSystem, KLDetector, threat_target
 from cull.detection import kappa_key
-from cull.models import to_float
-from cull.params import Adaptive
-from cull.schema import count_of, sample
+from cull.params import OBLIVIOUS, Adaptive, ThreatModel
+from cull.schema import adaptive_systems, count_of, sample
 from cull.training import predict_logits
 
 OBLIVIOUS_KEYS = ("cw_index", "cw_source", "cw_target", "cw_kappa", "cw_adv", "cw_success", "cw_l2")
 OUTCOME_KEYS = ("found", "success", "l2", "score", "accepted", "pred", "unsanitized_pred")
+VARIANTS = {"system": "adaptive", "sum": "sum"}  # a threat model's target -> its entry in a system's metrics
 
 
 def sources(sanitized, test_x: np.ndarray, test_y: np.ndarray, *, n: int, seed: int, device) -> tuple[np.ndarray, int]:
@@ -60,38 +66,6 @@ def sources(sanitized, test_x: np.ndarray, test_y: np.ndarray, *, n: int, seed: 
     correct = np.flatnonzero(logits.argmax(1).numpy() == test_y)
     index = choose(correct, n, seed=seed, stream=CW_STREAM, what="adaptive.n (correctly classified test images)")
     return index, logits.shape[1]
-
-
-def run_variant(name: str, system: DetectorSystem, unsanitized, images: np.ndarray, rows: dict, *,
-                adaptive: Adaptive, device, batch: int = CW_BATCH, desc: str | None = None) -> dict:
-    """One attack of `ATTACKS` on `system` for `rows` (from `cw_rows`); (N, C, H, W) uint8 `images`.
-
-    Returns the `OUTCOME_KEYS` arrays (M,) and ``adv`` (M, C, H, W) float32, the presented images.
-    The tqdm bar counts search steps; its postfix shows the running found rate.
-    """
-    attack, extra = ATTACKS[name], ({"margin": adaptive.margin} if name == "adaptive" else {})
-    m = len(rows["cw_index"])
-    parts: dict[str, list] = {key: [] for key in ("adv", *OUTCOME_KEYS)}
-    progress = SearchProgress(m, batch, adaptive.search_steps, desc=desc or name, goal="found")
-    for start in range(0, m, batch):
-        part = slice(start, start + batch)
-        x = to_float(torch.as_tensor(images[rows["cw_index"][part]]).to(device))
-        res = attack(
-            system, x,
-            torch.as_tensor(rows["cw_source"][part]).to(device), torch.as_tensor(rows["cw_target"][part]).to(device),
-            kappa=torch.as_tensor(rows["cw_kappa"][part], dtype=x.dtype).to(device),
-            initial_c=adaptive.initial_c, steps=adaptive.steps, search_steps=adaptive.search_steps, lr=adaptive.lr,
-            on_search_step=progress.step, **extra,
-        )
-        with torch.no_grad():
-            unsanitized_pred = unsanitized(res.images).argmax(1)
-        for key, value in (("adv", res.images.float()), ("found", res.found), ("success", res.success),
-                           ("l2", res.l2.double()), ("score", res.score), ("accepted", res.accepted),
-                           ("pred", res.pred), ("unsanitized_pred", unsanitized_pred)):
-            parts[key].append(value.cpu().numpy())
-        progress.batch_done(len(x), int(res.found.sum()))
-    progress.close()
-    return {key: np.concatenate(value) for key, value in parts.items()}
 
 
 def oblivious_rows(attacks: dict, index: np.ndarray, test_y: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -110,16 +84,22 @@ def oblivious_rows(attacks: dict, index: np.ndarray, test_y: np.ndarray) -> tupl
     return rows, np.asarray(attacks["cw_adv"][keep], dtype=np.float32), np.asarray(attacks["cw_success"], bool)[keep]
 
 
+def scored(system: DetectorSystem, result: AttackResult, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`run_rows`' score: an attack's batch as `system` sees it (`evaluate`), less the images and L2."""
+    out = evaluate(system, result, targets)
+    return {"found": out.found, "success": out.success, "score": out.score, "accepted": out.accepted,
+            "pred": out.pred}
+
+
 def score_oblivious(system: DetectorSystem, unsanitized, rows: dict, adv: np.ndarray, found: np.ndarray, *,
                     device) -> dict:
     """Outcome arrays (`OUTCOME_KEYS`) of the oblivious rows under `system`; found = the archive's cw_success."""
     images = torch.as_tensor(adv).to(device)
-    out = system_outcome(system, images, torch.as_tensor(rows["cw_target"]).to(device),
-                         torch.as_tensor(found).to(device))
-    return {"found": found, "success": out["success"].cpu().numpy(),
-            "l2": np.where(found, rows["cw_l2"], np.nan),
-            "score": out["score"].cpu().numpy(), "accepted": out["accepted"].cpu().numpy(),
-            "pred": out["pred"].cpu().numpy(),
+    found_t = torch.as_tensor(found).to(device)
+    l2 = torch.as_tensor(np.where(found, rows["cw_l2"], np.nan)).to(device)
+    out = evaluate(system, AttackResult(images, found_t, l2), torch.as_tensor(rows["cw_target"]).to(device))
+    return {"found": found, "success": out.success.cpu().numpy(), "l2": l2.cpu().numpy(),
+            "score": out.score.cpu().numpy(), "accepted": out.accepted.cpu().numpy(), "pred": out.pred.cpu().numpy(),
             "unsanitized_pred": predict_logits(unsanitized, adv, device=device).argmax(1).numpy()}
 
 
@@ -165,14 +145,15 @@ def tally(rows: dict, outcome: dict, *, threshold: float, reference: tuple[dict,
     return table
 
 
-def attack_system(unsanitized, systems: dict[str, DetectorSystem], test_x: np.ndarray, test_y: np.ndarray, *,
-                  adaptive: Adaptive, seed: int, device, oblivious: dict | None = None):
-    """The adaptive attacks on adaptive.n seeded sources x every other class x every kappa, per system.
+def attack_system(unsanitized, systems: dict[str, DetectorSystem], threats: list[ThreatModel], test_x: np.ndarray,
+                  test_y: np.ndarray, *, adaptive: Adaptive, seed: int, device, oblivious: dict | None = None):
+    """Every threat model of `threats` on adaptive.n seeded sources x every other class x every kappa.
 
     `systems`: detector name -> its system, the paper's KL first (from `cull.attacks.targets.detector_systems`),
-    all with the same classifier. `oblivious`, the attack stage's archive for that classifier, adds its
-    rows for the same sources, rescored under each system. Returns (arrays for the stage's .npz, metrics
-    for its JSON, seconds per part).
+    all with the same classifier; each threat model but the oblivious one attacks the system of its detector,
+    with the `adaptive` settings. `oblivious`, the attack stage's archive for that classifier, gives the
+    oblivious threat model's rows for the same sources, rescored under every system. Returns (arrays for the
+    stage's .npz, metrics for its JSON, seconds per threat model).
     """
     check_model(unsanitized)
     test_y = check_test_set(test_x, test_y)
@@ -180,39 +161,46 @@ def attack_system(unsanitized, systems: dict[str, DetectorSystem], test_x: np.nd
     head = systems[names[0]]
     if not isinstance(head.detector, KLDetector):
         raise ValueError(f"systems: the first must be the KL detector's, got {names[0]!r}")
+    for threat in threats:
+        if threat.name != OBLIVIOUS and threat.detector not in systems:
+            raise ValueError(f"threat_models.{threat.name}: no system for detector {threat.detector!r} "
+                             f"(systems: {', '.join(names)})")
     unsanitized = channels_last(unsanitized)
     for system in systems.values():
         channels_last(system)
     index, num_classes = sources(head.classifier, test_x, test_y, n=adaptive.n, seed=seed, device=device)
     rows = cw_rows(index, test_y[index], adaptive.kappas, num_classes)
     arrays = {key.removeprefix("cw_"): value for key, value in rows.items()}
-    reference = None
-    if oblivious is not None:
+    rescore = oblivious is not None and any(t.name == OBLIVIOUS for t in threats)
+    if rescore:
         o_rows, o_adv, o_found = oblivious_rows(oblivious, index, test_y)
         arrays.update({f"oblivious_{key.removeprefix('cw_')}": value for key, value in o_rows.items()})
     seconds, per_system = {}, {}
     for name, system in systems.items():
         prefix = "" if name == names[0] else f"{name}_"
-        metrics = {"threshold": system.threshold}
-        o_out = None
-        if oblivious is not None:
+        metrics, reference = {"threshold": system.threshold, OBLIVIOUS: None}, None
+        if rescore:
             o_out = score_oblivious(system, unsanitized, o_rows, o_adv, o_found, device=device)
             reference = (o_rows, o_out)
             arrays.update({f"{prefix}oblivious_{key}": value for key, value in o_out.items()})
-        for variant in ATTACKS if name == names[0] else ("adaptive",):
+            metrics[OBLIVIOUS] = tally(o_rows, o_out, threshold=system.threshold)
+        for threat in (t for t in threats if t.name != OBLIVIOUS and t.detector == name):
+            variant = VARIANTS[threat.target]
             clock = time.perf_counter()
-            out = run_variant(variant, system, unsanitized, test_x, rows, adaptive=adaptive, device=device,
-                              desc=f"{name} {variant}")
-            seconds[f"{name} {variant}"] = time.perf_counter() - clock
+            out = run_rows(AdaptiveCW.of(adaptive), threat_target(threat, system), test_x, rows, device=device,
+                           search_steps=adaptive.search_steps, desc=threat.name,
+                           score=lambda res, targets, system=system: scored(system, res, targets),
+                           also={"unsanitized": unsanitized})
+            seconds[threat.name] = time.perf_counter() - clock
             arrays.update({f"{prefix}{variant}_{key}": value for key, value in out.items()})
-            metrics[variant] = tally(rows, out, threshold=system.threshold,
-                                     reference=reference if variant == "adaptive" else None)
-        metrics["oblivious"] = None if o_out is None else tally(o_rows, o_out, threshold=system.threshold)
+            metrics[variant] = tally(rows, out, threshold=system.threshold, reference=reference)
         per_system[name] = metrics
     kl = per_system.pop(names[0])
     metrics = {"divergence": head.detector.kind, "margin": adaptive.margin, "n_sources": int(len(index)),
                "steps": adaptive.steps, "search_steps": adaptive.search_steps,
-               "n_oblivious_sources": 0 if oblivious is None else int(len(np.unique(o_rows["cw_index"]))),
+               "n_oblivious_sources": int(len(np.unique(o_rows["cw_index"]))) if rescore else 0,
+               "threat_models": {t.name: {"attack": t.attack, "target": t.target, "detector": t.detector,
+                                          "knows": t.knows} for t in threats},
                **kl, "baselines": per_system}
     return arrays, metrics, seconds
 
@@ -223,8 +211,9 @@ def summary_line(metrics: dict, seconds: dict) -> str:
                         + ("-" if v["mean_l2"]["mean"] is None else f"{v['mean_l2']['mean']:.3f}")
                         for k, v in (table or {}).items()) or "not run"
 
-    parts = [f"{metrics['divergence']} {name} {cells(metrics.get(name))}" for name in (*ATTACKS, "oblivious")]
-    parts += [f"{name} adaptive {cells(m.get('adaptive'))}" for name, m in metrics["baselines"].items()]
+    systems = adaptive_systems(metrics)
+    parts = [f"{name} {variant} {cells(m.get(variant))}" for name, m in systems.items()
+             for variant in (*VARIANTS.values(), OBLIVIOUS) if variant in m]
     timing = " + ".join(f"{name} {s:.0f}s" for name, s in seconds.items())
     return (f"{metrics['divergence']} tau={metrics['threshold']:.4g} on {metrics['n_sources']} source(s) | "
             f"system fooled / mean L2 by kappa: {' | '.join(parts)} | {timing}")

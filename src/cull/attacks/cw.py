@@ -5,6 +5,7 @@ with the adaptive attacks of `cull.attacks.adaptive`.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cull.attacks._checks import check_batch, check_classes, check_model
+from cull.params import Cw
 
 BOX_SHRINK = 0.999999  # Carlini's l2_attack.py: arctanh((2x - 1) * this) is finite at x = 0 or 1
 ABORT_FACTOR = 0.9999  # early abort when the loss is above this times the loss at the last check
@@ -28,10 +30,15 @@ Objective = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 Goal = Callable[..., torch.Tensor]
 
 
-class CwResult(NamedTuple):
+class AttackResult(NamedTuple):
+    """What every attack returns (one call shape: ``attack(target, images, labels, targets, **settings)``)."""
+
     images: torch.Tensor  # (N, C, H, W) smallest-L2 adversarial; the CLEAN image where success is False
-    success: torch.Tensor  # (N,) bool: target margin >= kappa on `images`
+    success: torch.Tensor  # (N,) bool: the attack met its own goal (C&W: target margin >= kappa) on `images`
     l2: torch.Tensor  # (N,) L2 distance to the clean image; NaN where success is False
+
+
+CwResult = AttackResult  # the name before the adaptive attacks shared it
 
 
 def target_margin(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -61,7 +68,7 @@ def cw_l2(
     precision: str = "float32",
     search_tolerance: float = 0.0,
     on_search_step: Callable[[int, torch.Tensor], None] | None = None,
-) -> CwResult:
+) -> AttackResult:
     """CW L2 from 'Towards Evaluating the Robustness of Neural Networks' (Carlini
     and Wagner, 2017), https://arxiv.org/abs/1608.04644.
 
@@ -105,7 +112,7 @@ def cw_l2(
             has been found so far. For progress bars. (Default: None)
 
     Returns:
-        CwResult(images, success, l2): adversarial images (N, C, H, W), a (N,)
+        AttackResult(images, success, l2): adversarial images (N, C, H, W), a (N,)
         bool success mask and (N,) L2 distances. Examples never fooled have
         success False, l2 NaN and the CLEAN image in `images`: always check
         `success`.
@@ -169,7 +176,23 @@ def cw_l2(
     success = torch.isfinite(best_l2sq) & (target_margin(logits, targets) >= kappa) & (logits.argmax(1) == targets)
     best = torch.where(success[:, None, None, None], best, x)
     l2 = (best - x).flatten(1).norm(dim=1).masked_fill(~success, float("nan"))
-    return CwResult(best, success, l2)
+    return AttackResult(best, success, l2)
+
+
+@dataclasses.dataclass(frozen=True)
+class CW(Cw):
+    """Params section `cw` (`cull.params.Cw`: its fields, defaults and checks), callable on a target, as
+    torchattacks' attacks are: ``CW.of(section)(target, images, labels, targets, kappa=...)`` is `cw_l2`
+    with these settings on `target`, any module that returns logits."""
+
+    @classmethod
+    def of(cls, section: Cw) -> CW:
+        return cls(**dataclasses.asdict(section))
+
+    def __call__(self, target, images, labels, targets, *, kappa=0.0, on_search_step=None) -> AttackResult:
+        return cw_l2(target, images, labels, targets, kappa=kappa, initial_c=self.initial_c, steps=self.steps,
+                     search_steps=self.search_steps, lr=self.lr, precision=self.precision,
+                     search_tolerance=self.search_tolerance, on_search_step=on_search_step)
 
 
 def check_targets(images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cull.attacks._checks import check_model, check_test_set
-from cull.attacks.cw import cw_l2
+from cull.attacks.cw import CW
 from cull.attacks.igsm import igsm as igsm_attack
 from cull.models import to_float
 from cull.params import Cw, Igsm
@@ -117,33 +117,49 @@ class SearchProgress:
         self.bar.close()
 
 
-def run_cw(model, images: np.ndarray, rows: dict, *, cw: Cw, device, batch: int = CW_BATCH) -> dict:
-    """C&W L2 on `rows` (from `cw_rows`); `images` (N, C, H, W) uint8 is indexed by rows["cw_index"].
+def run_rows(attack, target, images: np.ndarray, rows: dict, *, device, search_steps: int, desc: str,
+             score=None, also: dict | None = None, batch: int = CW_BATCH) -> dict:
+    """The one runner: `attack` (a callable params section, `cull.attacks.cw.CW` or
+    `cull.attacks.adaptive.AdaptiveCW`) on `target` for `rows` (from `cw_rows`); `images`
+    (N, C, H, W) uint8 is indexed by rows["cw_index"].
 
-    Returns {"cw_adv": (M, C, H, W) float32 (the clean image where failed),
-    "cw_success": (M,) bool, "cw_l2": (M,) float64, NaN where failed}.
-    The tqdm bar counts search steps; its postfix shows the running success rate.
+    Returns (M,) arrays ``success`` (the attack's own goal), ``l2`` (float64, NaN where failed) and
+    ``adv`` (M, C, H, W) float32 (the clean image where failed). `score`, if given, is called per batch
+    as score(result, targets) -> {name: (B,) tensor} and its arrays replace or join these (the adaptive
+    stage passes a system's `cull.attacks.adaptive.evaluate`: ``found``, ``success`` = fools the system,
+    ``score``, ``accepted``, ``pred``); with `also`, name -> model, each model's class is ``<name>_pred``.
+    The tqdm bar counts search steps; its postfix shows the running rate of the attack's goal.
     """
-    advs, successes, l2s = [], [], []
+    parts: dict[str, list] = {}
     m = len(rows["cw_index"])
-    progress = SearchProgress(m, batch, cw.search_steps, desc="cw", goal="success")
+    progress = SearchProgress(m, batch, search_steps, desc=desc, goal="found" if score is not None else "success")
     for start in range(0, m, batch):
         part = slice(start, start + batch)
         x = to_float(torch.as_tensor(images[rows["cw_index"][part]]).to(device))
-        res = cw_l2(
-            model, x,
-            torch.as_tensor(rows["cw_source"][part]).to(device),
-            torch.as_tensor(rows["cw_target"][part]).to(device),
-            kappa=torch.as_tensor(rows["cw_kappa"][part], dtype=x.dtype).to(device),
-            initial_c=cw.initial_c, steps=cw.steps, search_steps=cw.search_steps, lr=cw.lr,
-            precision=cw.precision, search_tolerance=cw.search_tolerance, on_search_step=progress.step,
-        )
-        advs.append(res.images.float().cpu().numpy())
-        successes.append(res.success.cpu().numpy())
-        l2s.append(res.l2.double().cpu().numpy())
+        targets = torch.as_tensor(rows["cw_target"][part]).to(device)
+        res = attack(target, x, torch.as_tensor(rows["cw_source"][part]).to(device), targets,
+                     kappa=torch.as_tensor(rows["cw_kappa"][part], dtype=x.dtype).to(device),
+                     on_search_step=progress.step)
+        out = {"adv": res.images.float(), "success": res.success, "l2": res.l2.double()}
+        if score is not None:
+            out.update(score(res, targets))
+        with torch.no_grad():
+            for name, model in (also or {}).items():
+                out[f"{name}_pred"] = model(res.images).argmax(1)
+        for key, value in out.items():
+            parts.setdefault(key, []).append(value.cpu().numpy())
         progress.batch_done(len(x), int(res.success.sum()))
     progress.close()
-    return {"cw_adv": np.concatenate(advs), "cw_success": np.concatenate(successes), "cw_l2": np.concatenate(l2s)}
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def run_cw(model, images: np.ndarray, rows: dict, *, cw: Cw, device, batch: int = CW_BATCH) -> dict:
+    """C&W L2 with the settings `cw` on `model` for `rows` (`run_rows`), as the attack stage stores it:
+    {"cw_adv": (M, C, H, W) float32 (the clean image where failed), "cw_success": (M,) bool,
+    "cw_l2": (M,) float64, NaN where failed}."""
+    out = run_rows(CW.of(cw), model, images, rows, device=device, search_steps=cw.search_steps, desc="cw",
+                   batch=batch)
+    return {f"cw_{key}": out[key] for key in ("adv", "success", "l2")}
 
 
 def tally(arrays: dict, *, iterations: list[int], kappas: list[float]) -> dict:

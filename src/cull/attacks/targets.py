@@ -214,6 +214,21 @@ class DetectorSystem(torch.nn.Module):
         return scores <= self.threshold, scores
 
 
+def threat_target(threat, system: DetectorSystem) -> torch.nn.Module:
+    """The module that threat model `threat` (`cull.params.ThreatModel`) attacks, given the system it is scored on:
+    the classifier alone, the summed logits of the system's divergence detector's two models, or the system."""
+    if threat.target == "classifier":
+        return system.classifier
+    if threat.target == "system":
+        return system
+    if threat.target == "sum":
+        if not isinstance(system.detector, KLDetector):
+            raise ValueError(f"threat_models.{threat.name}: summed logits need a divergence detector's two models, "
+                             f"got {type(system.detector).__name__}")
+        return SumLogits(system.detector.unsanitized, system.detector.sanitized)
+    raise ValueError(f"threat_models.{threat.name}: unknown target {threat.target!r}")
+
+
 def detector_systems(names, *, unsanitized: torch.nn.Module, sanitized: torch.nn.Module, detect: dict,
                      detect_path, gaussians: ClassGaussians | None = None) -> dict[str, DetectorSystem]:
     """Detector name -> the system of the sanitized classifier and that detector at its calibrated tau.
@@ -230,16 +245,16 @@ def detector_systems(names, *, unsanitized: torch.nn.Module, sanitized: torch.nn
         if name == kind:
             continue
         if name in DIVERGENCES:
-            raise ValueError(f"adaptive.detectors: {name!r} is not the detect stage's divergence ({kind}); "
+            raise ValueError(f"threat_models: {name!r} is not the detect stage's divergence ({kind}); "
                              "the adaptive attacker runs on that one")
         _, tau, row = read_detect_metrics(detect, detect_path, name)
         if name == "squeeze":
             detector = SqueezeDetector(sanitized, **row.get("settings", {}))
         elif name == "mahalanobis":
             if gaussians is None:
-                raise ValueError("adaptive.detectors: mahalanobis needs the class Gaussians of the detect stage's .npz")
+                raise ValueError("threat_models: mahalanobis needs the class Gaussians of the detect stage's .npz")
             detector = MahalanobisDetector(sanitized, gaussians)
         else:
-            raise ValueError(f"adaptive.detectors: unknown detector {name!r}")
+            raise ValueError(f"threat_models: unknown detector {name!r}")
         systems[name] = DetectorSystem(sanitized, detector, tau)
     return systems

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from cull.artifacts import load_npz
 from cull.detectors.mahalanobis import ClassGaussians, fit_class_gaussians, mahalanobis_score, penultimate_features
 from cull.detectors.squeeze import bit_depth, feature_squeezing_score, median_smooth
 from cull.schema import BASELINES  # params detect.baselines chooses among these
@@ -61,5 +62,14 @@ def baseline_scores(model, sets: Mapping[str, np.ndarray], *, names, fit_images:
     return out
 
 
-__all__ = ["BASELINES", "ClassGaussians", "baseline_scores", "bit_depth", "feature_squeezing_score", "fit_class_gaussians",
+GAUSSIAN_KEYS = ("mahalanobis_means", "mahalanobis_precision")  # the fit, as `baseline_scores` returns it
+
+
+def load_gaussians(path) -> ClassGaussians:
+    """The Mahalanobis fit the detect stage stored in its .npz at `path` (keys `GAUSSIAN_KEYS`)."""
+    fit = load_npz(path, GAUSSIAN_KEYS)
+    return ClassGaussians(means=fit["mahalanobis_means"], precision=fit["mahalanobis_precision"])
+
+
+__all__ = ["BASELINES", "GAUSSIAN_KEYS", "ClassGaussians", "baseline_scores", "load_gaussians", "bit_depth", "feature_squeezing_score", "fit_class_gaussians",
            "mahalanobis_score", "median_smooth", "penultimate_features"]

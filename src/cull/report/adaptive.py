@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cull.report.inputs import Inputs, Model, _get
 from cull.report.markdown import DASH, _num, _pct, _table, mean
-from cull.schema import DETECTOR_LABELS
+from cull.schema import DETECTOR_LABELS, adaptive_systems
 
 DEFENCE_BROKEN = 0.5  # the adaptive attacker "breaks" the defence when it fools the system this often (a fraction)
 
@@ -79,8 +79,7 @@ def _per_detector(ran: list[Model]) -> list[str]:
            "L2 minus the oblivious L2, mean [bootstrap 95%] (n = such pairs): the distortion the detector makes the "
            "attacker pay."]
     for m in ran:
-        systems = {m.adaptive.get("divergence", "kl"): m.adaptive, **(m.adaptive.get("baselines") or {})}
-        for name, a in systems.items():
+        for name, a in adaptive_systems(m.adaptive).items():
             label = DETECTOR_LABELS.get(name, name)
             rows = []
             for k in sorted(set(a.get("adaptive") or {}) | set(a.get("oblivious") or {}), key=float):
@@ -94,6 +93,17 @@ def _per_detector(ran: list[Model]) -> list[str]:
             if name != m.adaptive.get("divergence", "kl"):
                 out += _adaptive_verdict(m, a, label)
     return out
+
+
+def _threat_models(ran: list[Model]) -> list[str]:
+    """The threat models the adaptive files name (params threat_models): what each attacker attacks and knows."""
+    named = next((m.adaptive["threat_models"] for m in ran if m.adaptive.get("threat_models")), None)
+    if not named:
+        return []
+    rows = [[f"`{name}`", f"`{t['attack']}`", t["target"], DETECTOR_LABELS.get(t["detector"], t["detector"] or DASH),
+             t["knows"]] for name, t in named.items()]
+    return ["Threat models (params `threat_models`; the attack is the params section whose settings it runs with):",
+            _table(["threat model", "attack", "target", "detector", "the attacker knows"], rows)]
 
 
 def _adaptive(inp: Inputs) -> str:
@@ -118,6 +128,8 @@ def _adaptive(inp: Inputs) -> str:
     note = f"{ADAPTIVE_NOT_RUN} {', '.join(map(str, missing))} {'is' if len(missing) == 1 else 'are'} missing._"
     if not ran:
         return "\n\n".join(out + [note])
+
+    out += _threat_models(ran)
 
     def cell(r):
         if r is None:
