@@ -38,6 +38,21 @@ def _panels(n: int, *, rows: int = 1) -> tuple[Figure, list]:
     return fig, axes[:n]
 
 
+def _finish(ax, *, xlabel: str, ylabel: str | None = None, title: str | None = None) -> None:
+    """The labels, title and light grid every panel gets."""
+    ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    """The legend right of `ax`, outside the plot: its series are shared by every panel."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), **kwargs)
+
+
 def threshold_lines(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *, ylabel: str,
                     title: str) -> Figure | None:
     """One subplot per panel (sanitization method), one line per series (IGSM iterations, C&W kappa).
@@ -68,11 +83,8 @@ def threshold_lines(panels: Mapping[str, Mapping[str, Mapping[float, float]]], *
             else:
                 ax.plot([x[t] for t in ts], ys, label=label, **style)
         ax.set_xticks(range(len(ticks)), [threshold_label(t) for t in ticks], rotation=30, ha="right")
-        ax.set_xlabel("sanitization threshold (0 = unsanitized)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))  # series are shared by panels
+        _finish(ax, xlabel="sanitization threshold (0 = unsanitized)", ylabel=ylabel, title=name)
+    _legend_outside(axes[-1])
     fig.suptitle(title)
     return fig
 
@@ -103,11 +115,9 @@ def alpha_sweep(series: Mapping[str, Mapping[float, tuple[float, float, float]]]
         ax.axvline(calibrated, color="tab:red", label=f"calibrated step {calibrated:.4f}")
     if reference is not None:
         ax.axvline(reference, color="grey", linestyle=":", label=f"cleverhans default {reference:g}")
-    ax.set_xlabel("IGSM step size alpha")
-    ax.set_ylabel("accuracy on IGSM examples (%)")
-    ax.set_title("Unsanitized model, IGSM step-size sweep")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _finish(ax, xlabel="IGSM step size alpha", ylabel="accuracy on IGSM examples (%)",
+            title="Unsanitized model, IGSM step-size sweep")
+    _legend_outside(ax)
     return fig
 
 
@@ -133,11 +143,9 @@ def retention_curve(series: Mapping[str, Mapping[int, tuple[float, float, float]
             ax.axhline(paper[label], color=line.get_color(), linestyle="--", linewidth=1)
     if chosen is not None:
         ax.axvline(chosen, color="grey", linestyle=":", label=f"this run: {chosen} epochs")
-    ax.set_xlabel("training epochs (unsanitized model)")
-    ax.set_ylabel("share of the pool kept (%)")
-    ax.set_title("Self-sanitization retention vs epochs\n(dashed: the paper's Table 2)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _finish(ax, xlabel="training epochs (unsanitized model)", ylabel="share of the pool kept (%)",
+            title="Self-sanitization retention vs epochs\n(dashed: the paper's Table 2)")
+    _legend_outside(ax)
     return fig
 
 
@@ -163,11 +171,8 @@ def roc_panels(panels: Mapping[str, Mapping[str, tuple[list, list, list | None, 
         ax.set_xscale("symlog", linthresh=0.01)  # the low-FPR end is where a detector is usable
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.02)
-        ax.set_xlabel("false-positive rate on normal test examples")
-        ax.set_ylabel("true-positive rate")
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        _finish(ax, xlabel="false-positive rate on normal test examples", ylabel="true-positive rate", title=name)
+    _legend_outside(axes[-1])
     fig.suptitle(title)
     return fig
 
@@ -197,11 +202,8 @@ def cdf_panels(panels: list[tuple[str, list[Mapping[str, tuple[np.ndarray, np.nd
         if tau is not None:
             ax.axvline(max(tau, KL_FLOOR), color="grey", linestyle="--", label=f"threshold {tau:.3g}")
         ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("CDF")
         ax.set_ylim(0, 1.02)
-        ax.set_title(name)
-        ax.grid(alpha=0.3)
+        _finish(ax, xlabel=xlabel, ylabel="CDF", title=name)
         ax.legend(fontsize="small")
     fig.suptitle(title)
     return fig
@@ -232,11 +234,8 @@ def composition(panels: Mapping[str, list[dict]]) -> Figure | None:
             if all(v is not None for v in lo):
                 ax.fill_between(x, [100 * v for v in lo], [100 * r[k]["hi"] for r in stats], color=f"C{k}", alpha=0.15)
         ax.set_xticks(x, [threshold_label(r["threshold"]) for r in rows], rotation=30, ha="right")
-        ax.set_xlabel("sanitization threshold")
-        ax.set_ylabel("share of kept images (%)")
-        ax.set_title(f"{name} sanitization")
-        ax.grid(alpha=0.3)
-    axes[-1].legend(title="class", fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        _finish(ax, xlabel="sanitization threshold", ylabel="share of kept images (%)", title=f"{name} sanitization")
+    _legend_outside(axes[-1], title="class")
     fig.suptitle("Class composition of the kept training set (paper Fig. 11)")
     return fig
 
@@ -264,11 +263,9 @@ def training_curves(curves: Mapping[str, list[dict]]) -> Figure | None:
             if all(isinstance(v, dict) and v["lo"] is not None for _, v in pts):
                 ax.fill_between(epochs, [v["lo"] for _, v in pts], [v["hi"] for _, v in pts],
                                 color=line.get_color(), alpha=0.2)
-        ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(key)
-        ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        _finish(ax, xlabel="epoch", title=key)
+    _legend_outside(axes[-1])
     fig.suptitle("Training curves (eval: font hold-out for the canonical model, test set for the others)")
     return fig
 
