@@ -4,20 +4,21 @@
         --unsanitized models/unsanitized/seed-S.pt --sanitized models/M/seed-S.pt \
         --detect metrics/models/M/seed-S/detect.json --detect-scores data/models/M/seed-S/detect.npz \
         [--attacks data/models/M/seed-S/attacks.npz] --out data/models/M/seed-S/adaptive.npz \
-        --metrics metrics/models/M/seed-S/adaptive.json
+        --metrics metrics/models/M/seed-S/threats
 
-Reads params threat_models, adaptive and base, and each detector's tau (and
+Reads params threat_models, adaptive, cw and base, and each detector's tau (and
 the squeezers' settings) from the detect stage's metrics, the Mahalanobis
 Gaussians from its .npz. Runs every threat model of threat_models against the
 detector + sanitized classifier system of its detector, with the adaptive
 settings; with --attacks, the oblivious threat model's rows (the attack stage's
 C&W for the same source images) are rescored under each system. Writes the rows
-to --out and the tallies per system, threat model and kappa to --metrics.
+to --out and, into the folder --metrics, one results file per threat model
+(<name>.json, `cull.schema.check_threat_result`), replacing the folder whole.
 """
 import argparse
 
 from cull import params
-from cull.artifacts import load_json, load_npz, save_json, save_npz
+from cull.artifacts import load_json, load_npz, save_json_dir, save_npz
 from cull.attacks.adaptive_run import OBLIVIOUS_KEYS, attack_system, summary_line
 from cull.attacks.targets import detector_systems
 from cull.detection import read_detect_metrics
@@ -37,9 +38,9 @@ def main(argv=None) -> None:
     parser.add_argument("--detect-scores", help="detect stage .npz (the Mahalanobis class Gaussians)")
     parser.add_argument("--attacks", help="attack stage .npz for the sanitized model (oblivious C&W rows)")
     parser.add_argument("--out", required=True, help="output .npz of adversarial rows")
-    parser.add_argument("--metrics", required=True, help="output metrics JSON")
+    parser.add_argument("--metrics", required=True, help="output folder: one results JSON per threat model")
     args = parser.parse_args(argv)
-    p = params.load(args.params, "threat_models", "adaptive", "base")
+    p = params.load(args.params, "threat_models", "adaptive", "cw", "base")
     device = pick_device(p["base"].device)
     seed_everything(args.seed)
     adaptive, threats = p["adaptive"], p["threat_models"]
@@ -58,13 +59,13 @@ def main(argv=None) -> None:
     sanitized, _ = load_checkpoint(args.sanitized, device, in_channels=channels)
     systems = detector_systems(detectors, unsanitized=unsanitized, sanitized=sanitized, detect=detect,
                                detect_path=args.detect, gaussians=gaussians)
-    arrays, metrics, seconds = attack_system(
+    arrays, results, seconds = attack_system(
         unsanitized, systems, threats, data["test_x"], data["test_y"], adaptive=adaptive, seed=args.seed,
-        device=device, oblivious=oblivious,
+        device=device, oblivious=oblivious, cw=p["cw"],
     )
     save_npz(args.out, **arrays)
-    save_json(args.metrics, metrics)
-    print(f"attack_adaptive {args.sanitized}: {summary_line(metrics, seconds)}")
+    save_json_dir(args.metrics, results)
+    print(f"attack_adaptive {args.sanitized}: {summary_line(results, seconds)}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from cull.detection import calibrate_threshold, divergence
 from cull.detectors import feature_squeezing_score, fit_class_gaussians, mahalanobis_score, penultimate_features
 from cull.models import CWNet, ModelConfig, save_checkpoint
 from cull.params import ParamsError
+from cull.schema import check_threat_result, systems_of
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = {"steps": 200, "search_steps": 6, "lr": 0.05, "initial_c": 0.1}  # enough for 12x12 nets
@@ -432,7 +433,7 @@ def run_stage(tmp_path, *extra, detect="detect.json"):
     args = ["--params", "params.yaml", "--seed", "0", "--data", "dataset.npz", "--unsanitized", "models/unsanitized.pt",
             "--sanitized", "models/sanitized.pt", "--detect", detect, "--detect-scores", "detect.npz",
             "--out", "out/adaptive.npz",
-            "--metrics", "m/adaptive.json", *extra]
+            "--metrics", "m/threats", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(ROOT / "stages/attack_adaptive.py"), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -442,28 +443,36 @@ def test_stage_end_to_end(tmp_path):
     stage_inputs(tmp_path)
     run = run_stage(tmp_path, "--attacks", "attacks.npz")
     assert run.returncode == 0, run.stderr
-    assert run.stdout.count("\n") == 1 and run.stdout.startswith("attack_adaptive models/sanitized.pt: kl tau=")
-    m = json.loads((tmp_path / "m/adaptive.json").read_text())
-    assert m["threshold"] == 1e-4 and m["divergence"] == "kl" and m["n_sources"] == 1
-    assert list(m["threat_models"]) == list(params.DEFAULT_THREAT_MODELS)  # named, with what each attacker knows
-    assert m["threat_models"]["sum-kl"] == {"attack": "adaptive", "target": "sum", "detector": "kl",
-                                            "knows": params.TARGETS["sum"]}
-    assert m["n_oblivious_sources"] == 1
+    assert run.stdout.count("\n") == 1 and run.stdout.startswith("attack_adaptive models/sanitized.pt: 5 threat model(s) on 1 source(s), tau kl=0.0001, ")
+    folder = tmp_path / "m/threats"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{t}.json" for t in params.DEFAULT_THREAT_MODELS)
+    results = {t: check_threat_result(json.loads((folder / f"{t}.json").read_text()), t)
+               for t in params.DEFAULT_THREAT_MODELS}  # one results file per threat model, one schema
+    assert results["sum-kl"]["threat_model"] == {"name": "sum-kl", "attack": "adaptive", "target": "sum",
+                                                 "detector": "kl", "knows": params.TARGETS["sum"]}
+    assert results["oblivious"]["attack"]["section"] == "cw" and results["adaptive-kl"]["attack"]["steps"] == 6
+    assert all(r["n_sources"] == 1 for r in results.values())
+    assert list(results["oblivious"]["systems"]) == ["kl", "squeeze", "mahalanobis"]  # rescored under each
     keys = {"n", "success_rate", "mean_l2", "accepted_rate", "system_acc", "found_rate", "found_mean_l2",
             "unsanitized_hit_rate"}
-    assert set(m["baselines"]) == {"squeeze", "mahalanobis"}
-    systems = [("kl", m, ("adaptive", "sum"))] + [(name, b, ("adaptive",)) for name, b in m["baselines"].items()]
-    for name, system, variants in systems:
-        assert system["threshold"] == {"kl": 1e-4, "squeeze": 0.05, "mahalanobis": 50.0}[name]
-        assert "sum" not in system or name == "kl"
-        for variant in variants:
-            assert set(system[variant]) == {"0", "20"}
-            for row in system[variant].values():
-                assert set(row) == keys | {"extra_l2"} and row["n"] == 9  # extra L2 over the oblivious C&W
-                assert row["system_acc"]["n"] == row["success_rate"]["n"] == 9  # count leaves over the 9 rows
-                assert row["system_acc"]["k"] == 9 - row["success_rate"]["k"]
-                assert row["extra_l2"]["n"] <= row["success_rate"]["k"]
-        assert set(system["oblivious"]) == {"0"} and system["oblivious"]["0"]["n"] == 9
+    taus = {"kl": 1e-4, "squeeze": 0.05, "mahalanobis": 50.0}
+    for name, detector in (("adaptive-kl", "kl"), ("sum-kl", "kl"), ("adaptive-squeeze", "squeeze"),
+                           ("adaptive-mahalanobis", "mahalanobis")):
+        assert list(results[name]["systems"]) == [detector]
+        system = results[name]["systems"][detector]
+        assert system["threshold"] == taus[detector] and set(system["kappas"]) == {"0", "20"}
+        for row in system["kappas"].values():
+            assert set(row) == keys | {"extra_l2"} and row["n"] == 9  # extra L2 over the oblivious C&W
+            assert row["system_acc"]["n"] == row["success_rate"]["n"] == 9  # count leaves over the 9 rows
+            assert row["system_acc"]["k"] == 9 - row["success_rate"]["k"]
+            assert row["extra_l2"]["n"] <= row["success_rate"]["k"]
+    for detector, system in results["oblivious"]["systems"].items():
+        assert system["threshold"] == taus[detector]
+        assert set(system["kappas"]) == {"0"} and system["kappas"]["0"]["n"] == 9
+        assert set(system["kappas"]["0"]) == keys
+    view = systems_of(results)  # the report's view: each detector's system under every attacker
+    assert set(view) == set(taus) and set(view["kl"]) == {"threshold", "oblivious", "adaptive", "sum"}
+    assert view["squeeze"]["adaptive"] == results["adaptive-squeeze"]["systems"]["squeeze"]["kappas"]
     out = np.load(tmp_path / "out/adaptive.npz")
     assert out["adaptive_adv"].shape == (18, 1, 28, 28) and out["adaptive_adv"].dtype == np.float32
     assert np.array_equal(np.isnan(out["sum_l2"]), ~out["sum_found"])
@@ -477,9 +486,12 @@ def test_stage_end_to_end(tmp_path):
     # without --attacks the oblivious rows are simply absent
     run = run_stage(tmp_path)
     assert run.returncode == 0, run.stderr
-    m = json.loads((tmp_path / "m/adaptive.json").read_text())
-    assert m["oblivious"] is None and m["n_oblivious_sources"] == 0
-    assert m["baselines"]["squeeze"]["oblivious"] is None
+    (folder / "stale.json").write_text("{}")  # the folder is replaced whole: nothing of an older run survives
+    run = run_stage(tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.stem for p in folder.iterdir()) == sorted(set(params.DEFAULT_THREAT_MODELS) - {"oblivious"})
+    assert all("extra_l2" not in row for p in folder.iterdir()
+               for system in json.loads(p.read_text())["systems"].values() for row in system["kappas"].values())
 
 
 def test_stage_rejects_a_bad_detect_file(tmp_path):

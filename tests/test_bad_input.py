@@ -319,3 +319,17 @@ def test_an_emptied_class_is_one_warning_line(work):
     result = run(_filter(scores="s8.npz"), work)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "warning: threshold 0.9: classes [3] have no examples left after filtering\n"
+
+
+def test_a_results_folder_is_replaced_whole(tmp_path):
+    from cull.artifacts import save_json_dir
+
+    folder = tmp_path / "threats"
+    save_json_dir(folder, {"a": {"x": 1}, "b": {"x": 2}})
+    assert sorted(p.name for p in folder.iterdir()) == ["a.json", "b.json"]
+    save_json_dir(folder, {"a": {"x": 3}})  # b is no longer a threat model: its file must not survive
+    assert [p.name for p in folder.iterdir()] == ["a.json"] and json.loads((folder / "a.json").read_text()) == {"x": 3}
+    with pytest.raises(TypeError):
+        save_json_dir(folder, {"a": {"x": 4}, "c": {"x": object()}})  # fails midway: the old folder stays whole
+    assert [p.name for p in folder.iterdir()] == ["a.json"] and json.loads((folder / "a.json").read_text()) == {"x": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["threats"]  # no temporary folder left behind

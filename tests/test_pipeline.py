@@ -11,6 +11,8 @@ import pytest
 
 from conftest import dvc, ran_stages, tiny_params, write_params
 
+from cull import params
+
 UPSTREAM = ("mnist", "prepare", "fonts")
 PER_SEED = ("canonical", "unsanitized", "score", "tables", "attack_unsanitized", "alpha_sweep",
             "igsm_alpha_unsanitized")
@@ -32,10 +34,12 @@ def test_repro_builds_every_seed_and_row(tiny_repo):
             assert (tiny_repo / f"metrics/models/{row}/seed-{seed}/{ALPHA}.json").is_file() == (row == "headline")
         for row in ("headline", "self-0.99", "random-headline"):
             assert (tiny_repo / f"models/{row}/seed-{seed}.pt").is_file()
-            for name in CHAIN:  # the random row is not in adaptive_models
-                adaptive = name == "adaptive" and row == "random-headline"
-                path = tiny_repo / f"metrics/models/{row}/seed-{seed}/{name}.json"
-                assert path.is_file() != adaptive, (row, seed, name)
+            for name in CHAIN[:-1]:
+                assert (tiny_repo / f"metrics/models/{row}/seed-{seed}/{name}.json").is_file(), (row, seed, name)
+            # adaptive: one results file per threat model; the random row is not in adaptive_models
+            threats = tiny_repo / f"metrics/models/{row}/seed-{seed}/threats"
+            expected = set() if row == "random-headline" else {f"{t}.json" for t in params.DEFAULT_THREAT_MODELS}
+            assert {p.name for p in threats.glob("*")} == expected, (row, seed)
         sanitized, control = (json.loads((tiny_repo / f"metrics/models/{row}/seed-{seed}/filter.json").read_text())
                               for row in ("headline", "random-headline"))
         assert control["class_counts"] == sanitized["class_counts"] and control["like"] == "headline"

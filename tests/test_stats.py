@@ -107,3 +107,45 @@ def test_partner_seed_is_the_next_one_cyclically():
     assert partner_seed([7], 7) is None
     with pytest.raises(ValueError, match="seed 3 is not in seeds"):
         partner_seed([0, 1], 3)
+
+
+def test_a_threshold_interval_is_clipped_at_zero():
+    # tau is a divergence or a distance: with two seeds far apart the t interval would reach below 0
+    tau = aggregate_tree([{"threshold": 0.01}, {"threshold": 20.0}])["threshold"]
+    assert tau["lo"] == 0.0 and tau["hi"] > 20.0 and tau["interval"] == "t"
+    raw = t_interval([0.01, 20.0])
+    assert raw[0] < 0 and math.isclose(tau["hi"], raw[1])
+
+
+def threat_result(name, target, detector, tau, k):
+    tally = {"0": {"n": 9, "success_rate": schema.count(k, 9)}}
+    systems = {d: {"threshold": tau, "kappas": tally} for d in (detector or ["kl", "squeeze"])}
+    return {"threat_model": {"name": name, "attack": "cw" if target == "classifier" else "adaptive", "target": target,
+                             "detector": None if target == "classifier" else detector[0], "knows": "x"},
+            "attack": {"section": "adaptive", "steps": 5}, "n_sources": 1, "systems": systems}
+
+
+def test_threat_results_aggregate_per_threat_model_and_refuse_a_mixed_run(tmp_path):
+    from cull.aggregate import threats
+    from cull.artifacts import save_json_dir
+
+    for seed, (tau, k) in enumerate(((0.5, 3), (1.5, 6))):
+        save_json_dir(schema.threat_dir(tmp_path, "headline", seed), {
+            "adaptive-kl": threat_result("adaptive-kl", "system", ["kl"], tau, k),
+            "oblivious": threat_result("oblivious", "classifier", None, tau, k)})
+    agg = threats(tmp_path, "headline", [0, 1])
+    assert list(agg) == ["oblivious", "adaptive-kl"]  # the oblivious one first, the rest in file order
+    assert agg["adaptive-kl"]["attack"] == {"section": "adaptive", "steps": 5}  # settings kept, not averaged
+    rate = agg["adaptive-kl"]["systems"]["kl"]["kappas"]["0"]["success_rate"]
+    assert rate["n"] == 18 and rate["mean"] == 0.5 and rate["interval"] == "wilson"
+    assert agg["oblivious"]["systems"]["squeeze"]["threshold"]["mean"] == 1.0
+    view = schema.systems_of(agg)
+    assert set(view) == {"kl", "squeeze"} and set(view["kl"]) == {"threshold", "oblivious", "adaptive"}
+    assert set(view["squeeze"]) == {"threshold", "oblivious"}
+    save_json_dir(schema.threat_dir(tmp_path, "headline", 1), {
+        "oblivious": threat_result("oblivious", "classifier", None, 1.0, 1)})
+    with pytest.raises(ValueError, match=r"seed-1/threats: threat models \['oblivious'\] differ from seed 0's"):
+        threats(tmp_path, "headline", [0, 1])
+    (schema.threat_dir(tmp_path, "headline", 1) / "oblivious.json").write_text('{"systems": {}}')
+    with pytest.raises(ValueError, match=r"oblivious.json: not a threat-model results file"):
+        threats(tmp_path, "headline", [0, 1])

@@ -59,7 +59,7 @@ IDENTITY = {
     "train": {"method", "threshold", "epochs"},
     "attack": {"n_igsm", "n_cw"},
     "detect": {"divergence", "n_val", "n_test", "bits", "median"},
-    "adaptive": {"divergence", "margin", "n_sources", "steps", "search_steps", "n_oblivious_sources", "threat_models"},
+    "threat": {"threat_model", "attack", "n_sources"},
     "canonical": {"train_size", "holdout_size", "epochs"},
     "tables": {"threshold", "total"},
     "scores": set(),
@@ -108,7 +108,7 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
     adaptive_models = [rows[0].name] if adaptive_models is None else adaptive_models
     alpha_models = [rows[0].name] if alpha_models is None else alpha_models
 
-    optional = {"adaptive": adaptive_models, schema.ALPHA_FILE: alpha_models}  # file -> the rows that have it
+    optional = {schema.ALPHA_FILE: alpha_models}  # file -> the rows that have it
 
     def files_of(name: str) -> tuple[str, ...]:
         return tuple(f for f in schema.FILES if f not in optional or name in optional[f])
@@ -124,6 +124,8 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
         for kind in files:
             raw[name][kind], entry[kind] = _per_seed([schema.metrics_file(metrics, name, s, kind) for s in seeds], kind)
         _, entry["curve"] = _per_seed([schema.seed_dir(metrics, name, s) / "curve.csv" for s in seeds], "curve")
+        if name in adaptive_models:
+            entry["threats"] = threats(metrics, name, seeds)
         models[name] = entry
     _, sweep = _per_seed([schema.sweep_file(metrics, s) for s in seeds], "sweep")
     alpha = {"models": list(alpha_models), "sweep": sweep}
@@ -153,6 +155,28 @@ def aggregate(metrics: str | Path, *, seeds: list[int], rows: list[ModelRow],
         "alpha": alpha,
         "effects": effects(raw, rows, two_seed, alpha_models),
     }
+
+
+def threats(metrics: Path, model: str, seeds: list[int]) -> dict:
+    """Threat-model name -> its results aggregated over seeds (`cull.schema.check_threat_result` layout).
+
+    Every seed must hold the same threat models: an aggregate never mixes runs of different settings.
+    """
+    per_seed = {}
+    for s in seeds:
+        folder = schema.threat_dir(metrics, model, s)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: folder not found (run dvc repro)")
+        per_seed[s] = {p.stem: schema.check_threat_result(load_json(p), p) for p in sorted(folder.glob("*.json"))}
+        if not per_seed[s]:
+            raise ValueError(f"{folder}: no threat-model results (run dvc repro)")
+    names = list(per_seed[seeds[0]])
+    for s in seeds[1:]:
+        if sorted(per_seed[s]) != sorted(names):
+            raise ValueError(f"{schema.threat_dir(metrics, model, s)}: threat models {sorted(per_seed[s])} differ "
+                             f"from seed {seeds[0]}'s {sorted(names)} (rerun dvc repro)")
+    order = [t for t in names if t == "oblivious"] + [t for t in names if t != "oblivious"]
+    return {name: aggregate_tree([per_seed[s][name] for s in seeds], keep=IDENTITY["threat"]) for name in order}
 
 
 def detectors_of(detect: dict) -> dict:

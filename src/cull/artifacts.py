@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -71,6 +72,31 @@ def load_npz(path: str | Path, keys: tuple[str, ...] = (), *, finite: tuple[str,
 def save_json(path: str | Path, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_json_dir(path: str | Path, files: dict[str, object]) -> None:
+    """A folder holding exactly `files` (name -> JSON object, written as <name>.json), replaced whole.
+
+    The new folder is written beside `path` and renamed into place, so a reader sees the old folder or the
+    new one complete, never a mix, and a file of a name no longer in `files` does not survive.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    old = None
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
+        for name, obj in files.items():
+            save_json(tmp / f"{name}.json", obj)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if old is not None:
+            shutil.rmtree(old)
 
 
 def load_json(path: str | Path):

@@ -2,7 +2,8 @@
 
 Paths. Every per-seed artifact lives under a (model, seed) folder:
 
-    metrics/models/<model>/seed-<s>/{filter,train,attack,detect,adaptive,igsm_alpha}.json, curve.csv, detect_cdf.csv
+    metrics/models/<model>/seed-<s>/{filter,train,attack,detect,igsm_alpha}.json, curve.csv, detect_cdf.csv
+    metrics/models/<model>/seed-<s>/threats/<threat model>.json   (rows of params adaptive_models)
     data/models/<model>/seed-<s>/{kept,attacks,detect,adaptive}.npz
     models/<model>/seed-<s>.pt
 
@@ -38,7 +39,12 @@ import numpy as np
 TWO_SEED = "two-seed"  # the control detector: KL between the unsanitized models of two seeds
 RESERVED = ("unsanitized", "canonical", TWO_SEED)  # folder names that no row of params `models` may take
 HEADLINE = "headline"  # the row of params `models` described by the top-level threshold and method
-FILES = ("filter", "train", "attack", "detect", "adaptive", "igsm_alpha")  # per (model, seed) metrics JSON, chain order
+FILES = ("filter", "train", "attack", "detect", "igsm_alpha")  # per (model, seed) metrics JSON, chain order
+THREATS = "threats"  # per (model, seed) folder of the adaptive stage: one results file per threat model
+# A threat model's target -> its entry in a detector's system (`systems_of`): the attack on the classifier
+# alone is the oblivious one, rescored under every system.
+VARIANTS = {"classifier": "oblivious", "system": "adaptive", "sum": "sum"}
+THREAT_KEYS = ("threat_model", "attack", "n_sources", "systems")  # every threat-model results file, one schema
 ALPHA_FILE = "igsm_alpha"  # only for the unsanitized model and the rows of params alpha_models
 INTERVALS = ("wilson", "bootstrap", "t")
 # Detectors, as a detect metrics file names them: its headline divergence at the top, the other divergences
@@ -62,6 +68,15 @@ def metrics_file(root: str | Path, model: str, seed: int, name: str) -> Path:
     if name not in FILES:
         raise ValueError(f"metrics file: expected one of {', '.join(FILES)}, got {name!r}")
     return seed_dir(root, model, seed) / f"{name}.json"
+
+
+def threat_dir(root: str | Path, model: str, seed: int) -> Path:
+    """metrics/models/<model>/seed-<s>/threats: the adaptive stage's results, one file per threat model."""
+    return seed_dir(root, model, seed) / THREATS
+
+
+def threat_file(root: str | Path, model: str, seed: int, name: str) -> Path:
+    return threat_dir(root, model, seed) / f"{name}.json"
 
 
 def partner_seed(seeds: list[int], seed: int) -> int | None:
@@ -93,10 +108,36 @@ def tables_file(root: str | Path, seed: int) -> Path:
 # ---------------------------------------------------------------- leaves
 
 
-def adaptive_systems(adaptive: dict) -> dict[str, dict]:
-    """Detector name -> its system's metrics in an adaptive file (per seed or aggregated): the detect
-    stage's divergence at the top level, the baselines under "baselines", each keyed by variant and kappa."""
-    return {adaptive.get("divergence", "kl"): adaptive, **(adaptive.get("baselines") or {})}
+def check_threat_result(obj, path) -> dict:
+    """One threat model's results file (per seed or aggregated), or a ValueError naming `path`.
+
+    The schema: ``threat_model`` (name, attack, target, detector, knows), ``attack`` (the attack's settings),
+    ``n_sources`` (source images), and ``systems``: detector name -> {``threshold``: its tau,
+    ``kappas``: {kappa key: the tally of `cull.attacks.adaptive_run.tally`}}. The oblivious threat model has
+    one system per detector (its rows rescored under each), every other threat model the one it attacks.
+    """
+    if not isinstance(obj, dict) or any(k not in obj for k in THREAT_KEYS) or not isinstance(obj["systems"], dict):
+        raise ValueError(f"{path}: not a threat-model results file (expected keys {', '.join(THREAT_KEYS)})")
+    for name, system in obj["systems"].items():
+        if not isinstance(system, dict) or set(system) != {"threshold", "kappas"}:
+            raise ValueError(f"{path}: systems.{name}: expected {{threshold, kappas}}")
+    return obj
+
+
+def systems_of(threats: dict[str, dict]) -> dict[str, dict]:
+    """Detector name -> {"threshold", and per variant of `VARIANTS` that ran: {kappa key: row}}.
+
+    `threats`: threat-model name -> its results (`check_threat_result`; per seed or aggregated), for one
+    model. The view the report takes: each detector's system under every attacker. The detectors come in
+    the order the threat models first name them; params refuse two threat models of one (target, detector).
+    """
+    systems: dict[str, dict] = {}
+    for result in threats.values():
+        variant = VARIANTS[result["threat_model"]["target"]]
+        for detector, system in result["systems"].items():
+            entry = systems.setdefault(detector, {"threshold": system["threshold"]})
+            entry[variant] = system["kappas"]
+    return systems
 
 
 def count(k, n) -> dict:

@@ -95,7 +95,8 @@ def of_samples(leaves: list[dict]) -> dict:
 # Per-seed numbers with a physical range: a t interval is clipped to it (a share cannot be negative).
 BOUNDS = {"auc": (0.0, 1.0), "roc": (0.0, 1.0), "tpr_at_1fpr": (0.0, 1.0), "tpr_at_5fpr": (0.0, 1.0), "fraction": (0.0, 1.0),
           "class_fractions": (0.0, 1.0), "size": (0.0, math.inf), "class_counts": (0.0, math.inf),
-          "train_size": (0.0, math.inf)}
+          "train_size": (0.0, math.inf),
+          "threshold": (0.0, math.inf)}  # a detector's tau: every detector score is a divergence or distance >= 0
 
 
 def of_seeds(values: list, *, bounds: tuple[float, float] = (-math.inf, math.inf)) -> dict:

@@ -1,14 +1,12 @@
-"""Run every threat model of params against each detector's system, and tally, in one layout.
+"""Run every threat model of params against each detector's system; one results file per threat model.
 
 Beyond the paper. A threat model (`cull.params.ThreatModel`) names an attack
 (a params section callable on a target), its target and so what the attacker
 knows. One system per detector (`cull.attacks.targets.DetectorSystem`: the
-sanitized classifier, the detector, its tau from the detect stage): the
-paper's KL, whose metrics sit at the top level, and each baseline, under
-``baselines``, in the same layout: per system, one entry per threat model that
-attacks it, under its variant (`VARIANTS`: "adaptive" for the system itself,
-"sum" for its summed logits), and "oblivious", the attack stage's C&W on the
-classifier alone, rescored under that system.
+sanitized classifier, the detector, its tau from the detect stage). Every
+threat model but the oblivious one attacks the system of its detector (the
+system itself, or its summed logits); the oblivious one is the attack stage's
+C&W on the classifier alone, rescored under every system.
 
 Notation as in `cull.attacks.run`: n source test images, each attacked towards
 the K - 1 other classes at each kappa, M = n (K - 1) len(kappas) rows, in
@@ -18,8 +16,10 @@ among the test images the sanitized model classifies correctly, so for
 adaptive.n <= cw.n they are images the attacks archive already holds, and its
 plain ("oblivious") C&W rows for them are rescored here under the same rule.
 
-Metrics per system, variant ("adaptive", "sum", "oblivious") and kappa, over
-that variant's rows at that kappa (n of them):
+Results: one dict per threat model, in the schema of
+`cull.schema.check_threat_result` (the stage writes each to
+``threats/<name>.json``). Per system and kappa, over that threat model's rows
+at that kappa (n of them), `tally` gives:
 
 - ``success_rate``: fraction that fool the system (`system_outcome`: found,
   accepted by the detector, and the sanitized model outputs the target);
@@ -33,13 +33,14 @@ that variant's rows at that kappa (n of them):
   accepted image lands on a third class;
 - ``unsanitized_hit_rate``: of the successes, the fraction on which the
   unsanitized model outputs the target too (None if none);
-- ``extra_l2`` (every variant but "oblivious"): per row where the attack fools
-  the system and the oblivious C&W fooled the classifier, its L2 minus the
-  oblivious L2, as a sample: the distortion that the detector makes that
-  attacker pay.
+- ``extra_l2`` (every threat model but the oblivious one, when its rows ran):
+  per row where the attack fools the system and the oblivious C&W fooled the
+  classifier, its L2 minus the oblivious L2, as a sample: the distortion that
+  the detector makes that attacker pay.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -51,13 +52,12 @@ from cull.attacks.cw import AttackResult
 from cull.attacks.run import CW_BATCH, CW_STREAM, channels_last, choose, cw_rows, run_rows
 from cull.attacks.targets import DetectorSystem, KLDetector, threat_target
 from cull.detection import kappa_key
-from cull.params import OBLIVIOUS, Adaptive, ThreatModel
-from cull.schema import adaptive_systems, count_of, sample
+from cull.params import OBLIVIOUS, Adaptive, Cw, ThreatModel
+from cull.schema import VARIANTS, count_of, sample
 from cull.training import predict_logits
 
 OBLIVIOUS_KEYS = ("cw_index", "cw_source", "cw_target", "cw_kappa", "cw_adv", "cw_success", "cw_l2")
 OUTCOME_KEYS = ("found", "success", "l2", "score", "accepted", "pred", "unsanitized_pred")
-VARIANTS = {"system": "adaptive", "sum": "sum"}  # a threat model's target -> its entry in a system's metrics
 
 
 def sources(sanitized, test_x: np.ndarray, test_y: np.ndarray, *, n: int, seed: int, device) -> tuple[np.ndarray, int]:
@@ -145,15 +145,24 @@ def tally(rows: dict, outcome: dict, *, threshold: float, reference: tuple[dict,
     return table
 
 
+def _result(threat: ThreatModel, settings: dict, n_sources: int, systems: dict) -> dict:
+    """One threat model's results (`cull.schema.check_threat_result`)."""
+    return {"threat_model": {"name": threat.name, "attack": threat.attack, "target": threat.target,
+                             "detector": threat.detector, "knows": threat.knows},
+            "attack": settings, "n_sources": int(n_sources), "systems": systems}
+
+
 def attack_system(unsanitized, systems: dict[str, DetectorSystem], threats: list[ThreatModel], test_x: np.ndarray,
-                  test_y: np.ndarray, *, adaptive: Adaptive, seed: int, device, oblivious: dict | None = None):
+                  test_y: np.ndarray, *, adaptive: Adaptive, seed: int, device, oblivious: dict | None = None,
+                  cw: Cw | None = None):
     """Every threat model of `threats` on adaptive.n seeded sources x every other class x every kappa.
 
     `systems`: detector name -> its system, the paper's KL first (from `cull.attacks.targets.detector_systems`),
     all with the same classifier; each threat model but the oblivious one attacks the system of its detector,
-    with the `adaptive` settings. `oblivious`, the attack stage's archive for that classifier, gives the
-    oblivious threat model's rows for the same sources, rescored under every system. Returns (arrays for the
-    stage's .npz, metrics for its JSON, seconds per threat model).
+    with the `adaptive` settings. `oblivious`, the attack stage's archive for that classifier (made with the
+    `cw` settings), gives the oblivious threat model's rows for the same sources, rescored under every system;
+    without it the oblivious threat model has no results and no row an extra L2. Returns (arrays for the
+    stage's .npz, {threat-model name: its results}, seconds per threat model).
     """
     check_model(unsanitized)
     test_y = check_test_set(test_x, test_y)
@@ -175,45 +184,50 @@ def attack_system(unsanitized, systems: dict[str, DetectorSystem], threats: list
     if rescore:
         o_rows, o_adv, o_found = oblivious_rows(oblivious, index, test_y)
         arrays.update({f"oblivious_{key.removeprefix('cw_')}": value for key, value in o_rows.items()})
-    seconds, per_system = {}, {}
+    seconds, tallies, references = {}, {t.name: {} for t in threats}, {}
     for name, system in systems.items():
         prefix = "" if name == names[0] else f"{name}_"
-        metrics, reference = {"threshold": system.threshold, OBLIVIOUS: None}, None
         if rescore:
             o_out = score_oblivious(system, unsanitized, o_rows, o_adv, o_found, device=device)
-            reference = (o_rows, o_out)
+            references[name] = (o_rows, o_out)
             arrays.update({f"{prefix}oblivious_{key}": value for key, value in o_out.items()})
-            metrics[OBLIVIOUS] = tally(o_rows, o_out, threshold=system.threshold)
+            tallies[OBLIVIOUS][name] = {"threshold": system.threshold,
+                                        "kappas": tally(o_rows, o_out, threshold=system.threshold)}
         for threat in (t for t in threats if t.name != OBLIVIOUS and t.detector == name):
-            variant = VARIANTS[threat.target]
             clock = time.perf_counter()
             out = run_rows(AdaptiveCW.of(adaptive), threat_target(threat, system), test_x, rows, device=device,
                            search_steps=adaptive.search_steps, desc=threat.name,
                            score=lambda res, targets, system=system: scored(system, res, targets),
                            also={"unsanitized": unsanitized})
             seconds[threat.name] = time.perf_counter() - clock
-            arrays.update({f"{prefix}{variant}_{key}": value for key, value in out.items()})
-            metrics[variant] = tally(rows, out, threshold=system.threshold, reference=reference)
-        per_system[name] = metrics
-    kl = per_system.pop(names[0])
-    metrics = {"divergence": head.detector.kind, "margin": adaptive.margin, "n_sources": int(len(index)),
-               "steps": adaptive.steps, "search_steps": adaptive.search_steps,
-               "n_oblivious_sources": int(len(np.unique(o_rows["cw_index"]))) if rescore else 0,
-               "threat_models": {t.name: {"attack": t.attack, "target": t.target, "detector": t.detector,
-                                          "knows": t.knows} for t in threats},
-               **kl, "baselines": per_system}
-    return arrays, metrics, seconds
+            arrays.update({f"{prefix}{VARIANTS[threat.target]}_{key}": value for key, value in out.items()})
+            tallies[threat.name][name] = {"threshold": system.threshold,
+                                          "kappas": tally(rows, out, threshold=system.threshold,
+                                                          reference=references.get(name))}
+    n_oblivious = int(len(np.unique(o_rows["cw_index"]))) if rescore else 0
+    results = {}
+    for threat in threats:
+        if threat.name == OBLIVIOUS:
+            if rescore:
+                settings = {"section": "cw", **(dataclasses.asdict(cw) if cw is not None else {})}
+                results[threat.name] = _result(threat, settings, n_oblivious, tallies[threat.name])
+        else:
+            results[threat.name] = _result(threat, {"section": threat.attack, **dataclasses.asdict(adaptive)},
+                                           len(index), tallies[threat.name])
+    return arrays, results, seconds
 
 
-def summary_line(metrics: dict, seconds: dict) -> str:
+def summary_line(results: dict, seconds: dict) -> str:
+    """One line: per threat model and system, the fooled fraction / mean L2 by kappa, and the time taken."""
     def cells(table):
         return " ".join(f"{k}:{v['success_rate']['rate']:.2f}/"
                         + ("-" if v["mean_l2"]["mean"] is None else f"{v['mean_l2']['mean']:.3f}")
-                        for k, v in (table or {}).items()) or "not run"
+                        for k, v in table.items()) or "no rows"
 
-    systems = adaptive_systems(metrics)
-    parts = [f"{name} {variant} {cells(m.get(variant))}" for name, m in systems.items()
-             for variant in (*VARIANTS.values(), OBLIVIOUS) if variant in m]
+    parts = [f"{name}" + ("" if len(r["systems"]) == 1 else f" [{detector}]") + f" {cells(system['kappas'])}"
+             for name, r in results.items() for detector, system in r["systems"].items()]
+    taus = {d: s["threshold"] for r in results.values() for d, s in r["systems"].items()}
     timing = " + ".join(f"{name} {s:.0f}s" for name, s in seconds.items())
-    return (f"{metrics['divergence']} tau={metrics['threshold']:.4g} on {metrics['n_sources']} source(s) | "
-            f"system fooled / mean L2 by kappa: {' | '.join(parts)} | {timing}")
+    n = max((r["n_sources"] for r in results.values()), default=0)
+    return (f"{len(results)} threat model(s) on {n} source(s), tau " + ", ".join(f"{d}={t:.4g}" for d, t in taus.items())
+            + f" | system fooled / mean L2 by kappa: {' | '.join(parts)} | {timing}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from cull.report.inputs import Inputs, Model, _get
 from cull.report.markdown import DASH, _num, _pct, _table, mean
-from cull.schema import DETECTOR_LABELS, adaptive_systems
+from cull.schema import DETECTOR_LABELS, THREATS, systems_of
 
 DEFENCE_BROKEN = 0.5  # the adaptive attacker "breaks" the defence when it fools the system this often (a fraction)
 
@@ -31,13 +31,18 @@ def _pct_n(x) -> str:
     return f"{_pct(x, n=False)}%" + (f" (n={x['n']})" if isinstance(x, dict) and "n" in x else "")
 
 
-def _adaptive_verdict(m: Model, a: dict | None = None, detector: str | None = None) -> list[str]:
-    """Whether the defence holds on model `m`, for the system `a` (default: the KL's, the file's top level)."""
-    run = m.adaptive
-    a = run if a is None else a
+def _settings(m: Model) -> dict:
+    """The adaptive attack's settings and source count of model `m` (any threat model but the oblivious)."""
+    run = next((r for r in m.threats.values() if r["threat_model"]["target"] != "classifier"), None)
+    return {} if run is None else {"n_sources": run["n_sources"], **run["attack"]}
+
+
+def _adaptive_verdict(m: Model, a: dict, detector: str | None = None) -> list[str]:
+    """Whether the defence holds on model `m`, for the system `a` (`systems_of`; default: the KL's)."""
+    run = _settings(m)
     best = _strongest(a, ("adaptive", "sum"))
     if best is None:
-        return [f"{m.label}: no adaptive row in {m.files}/adaptive.json."]
+        return [f"{m.label}: no adaptive row in {m.files}/{THREATS}."]
     what = f"{m.label} model" + (f" with the {detector} detector" if detector else "")
     variant, kappa, row = best
     names = dict(ADAPTIVE_VARIANTS)
@@ -79,7 +84,7 @@ def _per_detector(ran: list[Model]) -> list[str]:
            "L2 minus the oblivious L2, mean [bootstrap 95%] (n = such pairs): the distortion the detector makes the "
            "attacker pay."]
     for m in ran:
-        for name, a in adaptive_systems(m.adaptive).items():
+        for name, a in systems_of(m.threats).items():
             label = DETECTOR_LABELS.get(name, name)
             rows = []
             for k in sorted(set(a.get("adaptive") or {}) | set(a.get("oblivious") or {}), key=float):
@@ -90,19 +95,25 @@ def _per_detector(ran: list[Model]) -> list[str]:
             out += [f"**{m.label}, {label}** (τ = {_num(a.get('threshold'), n=False)})",
                     _table(["κ", "system accuracy, oblivious %", "system accuracy, adaptive %",
                             "adaptive success %", "adaptive mean L2", "extra L2"], rows)]
-            if name != m.adaptive.get("divergence", "kl"):
+            if name != _paper(m):
                 out += _adaptive_verdict(m, a, label)
     return out
 
 
+def _paper(m: Model) -> str:
+    """The detector of model `m`'s systems that is the paper's: its detect file's divergence."""
+    return (m.detect or {}).get("divergence", "kl")
+
+
 def _threat_models(ran: list[Model]) -> list[str]:
-    """The threat models the adaptive files name (params threat_models): what each attacker attacks and knows."""
-    named = next((m.adaptive["threat_models"] for m in ran if m.adaptive.get("threat_models")), None)
+    """The threat models of the results files (params threat_models): what each attacker attacks and knows."""
+    named = {name: r["threat_model"] for m in ran for name, r in m.threats.items()}
     if not named:
         return []
     rows = [[f"`{name}`", f"`{t['attack']}`", t["target"], DETECTOR_LABELS.get(t["detector"], t["detector"] or DASH),
              t["knows"]] for name, t in named.items()]
-    return ["Threat models (params `threat_models`; the attack is the params section whose settings it runs with):",
+    return [f"Threat models (params `threat_models`; one results file each, {ran[0].files}/{THREATS}/<name>.json; the "
+            "attack is the params section whose settings it runs with):",
             _table(["threat model", "attack", "target", "detector", "the attacker knows"], rows)]
 
 
@@ -118,8 +129,8 @@ def _adaptive(inp: Inputs) -> str:
            "accuracy % / attack success % / mean L2 of the successes, over every attempt (n source images × 9 "
            "targets per κ)."]
     chosen = inp.agg["adaptive_models"]  # params adaptive_models: the rows attacked adaptively
-    ran = [m for m in inp.sanitized if m.adaptive]
-    missing = [m.files + "/adaptive.json" for m in inp.sanitized if m.adaptive is None and m.name in chosen]
+    ran = [m for m in inp.sanitized if m.threats]
+    missing = [f"{m.files}/{THREATS}" for m in inp.sanitized if not m.threats and m.name in chosen]
     skipped = [m.label for m in inp.sanitized if m.name not in chosen]
     if skipped:
         out.append(f"Rows attacked adaptively (params `adaptive_models`): "
@@ -139,13 +150,13 @@ def _adaptive(inp: Inputs) -> str:
 
     rows = []
     for m in ran:
-        a = m.adaptive
+        a = systems_of(m.threats)[_paper(m)]
         for k in sorted({k for v, _ in ADAPTIVE_VARIANTS for k in (a.get(v) or {})}, key=float):
             rows.append([m.label, k, _num(a.get("threshold"), n=False)]
                         + [cell((a.get(v) or {}).get(k)) for v, _ in ADAPTIVE_VARIANTS])
     out.append(_table(["model", "κ", "τ"] + [name for _, name in ADAPTIVE_VARIANTS], rows))
     for m in ran:
-        out += _adaptive_verdict(m)
+        out += _adaptive_verdict(m, systems_of(m.threats)[_paper(m)])
     out += _per_detector(ran)
     if missing:
         out.append(note)

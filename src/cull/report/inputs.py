@@ -34,7 +34,7 @@ class Model:
     curve: list | None = None
     filter: dict | None = None  # None for the unsanitized model
     detect: dict | None = None
-    adaptive: dict | None = None
+    threats: dict | None = None  # threat-model name -> aggregated results (rows of params adaptive_models)
     igsm_alpha: dict | None = None  # IGSM at the calibrated and the reference step (unsanitized, params alpha_models)
     cdf: list[list[dict]] | None = None  # per seed: rows of set, divergence, value, cdf
 
@@ -91,7 +91,7 @@ def _model(entry: dict, metrics: Path, seeds: list[int]) -> Model:
         cdf = [read_csv(schema.seed_dir(metrics, name, s) / "detect_cdf.csv") for s in seeds]
     return Model(name=name, method=entry["method"], threshold=entry["threshold"], label=entry["label"],
                  files=entry["files"], train=entry["train"], attacks=entry["attack"], curve=entry.get("curve"),
-                 filter=entry.get("filter"), detect=entry.get("detect"), adaptive=entry.get("adaptive"),
+                 filter=entry.get("filter"), detect=entry.get("detect"), threats=entry.get("threats"),
                  igsm_alpha=entry.get(schema.ALPHA_FILE), cdf=cdf)
 
 
