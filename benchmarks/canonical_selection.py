@@ -1,7 +1,7 @@
 """Candidate font selections and renders for the canonical model, against the paper's set-up numbers (issue 12).
 
     python benchmarks/canonical_selection.py [--candidates today panose2 box20 ...] [--seeds 0]
-        [--out benchmarks/results/canonical_selection]
+        [--epochs 12] [--out benchmarks/results/canonical_selection]
 
 The canonical model's accuracy on the MNIST training pool (paper §3.2: 88%) and
 the Table 1 shares (how many training images each canonical threshold keeps)
@@ -10,15 +10,17 @@ and the render on them tunes no outcome. For each candidate, a set of
 overrides of params `fonts` (`CANDIDATES`: face-type rules, MNIST's 20-px box,
 thicker strokes), this one-off measurement renders the font set
 (`cull.fonts.build_font_set`), trains the canonical model with params.yaml's
-recipe for `train.canonical_epochs` once per seed, and measures its hold-out
-accuracy on the renders, its accuracy on the pool (data/dataset.npz), the
-mean confidence per class on the pool (Fig. 11a) and the Table 1 shares at
-params `tables.canonical`.
+recipe for --epochs (default `train.canonical_epochs`) once per seed, and after
+every epoch measures its hold-out accuracy on the renders, its accuracy on
+the pool (data/dataset.npz), the mean confidence per class on the pool
+(Fig. 11a) and the Table 1 shares at params `tables.canonical`; so it also
+calibrates `train.canonical_epochs` on the same set-up numbers.
 
 It writes <out>.json (per candidate: the faces each rule dropped and, per
-number, the mean over seeds with its 95% t interval) and <out>.csv (one row
-per candidate and seed), after each candidate, and names the candidate whose
-pool accuracy and Table 1 shares lie closest (rms, in points) to the paper's.
+epoch and number, the mean over seeds with its 95% t interval) and <out>.csv
+(one row per candidate, seed and epoch), after each candidate, and names the
+(candidate, epoch count) whose pool accuracy and Table 1 shares lie closest
+(rms, in points) to the paper's.
 Fitting the renders to MNIST images is not one of the candidates, and must
 not become one: every override is a transformation the paper's "common
 transformations" allow.
@@ -37,7 +39,7 @@ from cull.report.paper import PAPER_CANONICAL, PAPER_TABLE1
 from cull.runtime import pick_device
 from cull.scoring import keep_mask, log_confidence, mean_confidence
 from cull.stats import t_interval
-from cull.training import holdout_split, predict_logits, train_model
+from cull.training import accuracy, holdout_split, predict_logits, train_model
 
 # name -> overrides of params `fonts`; "today" is params.yaml's own selection and render
 CANDIDATES = {
@@ -53,8 +55,8 @@ CANDIDATES = {
 }
 
 
-def measure(p: dict, data: dict, overrides: dict, *, seeds: list[int], device) -> tuple[dict, list[dict]]:
-    """One candidate: (its font-set summary, one row of numbers per seed)."""
+def measure(p: dict, data: dict, overrides: dict, *, seeds: list[int], epochs: int, device) -> tuple[dict, list[dict]]:
+    """One candidate: (its font-set summary, one row of numbers per seed and epoch)."""
     cfg = dataclasses.replace(p["fonts"], **overrides)
     cfg.check("fonts")
     arrays, summary = fonts.build_font_set(
@@ -67,16 +69,19 @@ def measure(p: dict, data: dict, overrides: dict, *, seeds: list[int], device) -
     x, y = data["train_x"], data["train_y"]
     rows = []
     for seed in seeds:
-        model, hist = train_model(images[tr], labels[tr], train=p["train"], epochs=p["train"].canonical_epochs,
-                                  seed=seed, device=device, eval_images=images[te], eval_labels=labels[te],
-                                  desc=f"canonical seed {seed}")
-        logits = predict_logits(model, x, device=device)
-        conf = log_confidence(logits, y)
-        row = {"seed": seed, "faces": summary["faces_kept"], "holdout_acc": hist[-1]["eval_acc"],
-               "pool_acc": float((logits.argmax(1).numpy() == y).mean())}
-        row.update({f"share_{t!r}": float(keep_mask(conf, t).mean()) for t in p["tables"].canonical if t > 0})
-        row.update({f"confidence_{c}": v for c, v in enumerate(mean_confidence(conf, y))})
-        rows.append(row)
+        def probe(epoch, model, seed=seed):
+            logits = predict_logits(model, x, device=device)
+            conf = log_confidence(logits, y)
+            row = {"seed": seed, "epoch": epoch, "faces": summary["faces_kept"],
+                   "holdout_acc": accuracy(model, images[te], labels[te], device=device),
+                   "pool_acc": float((logits.argmax(1).numpy() == y).mean())}
+            row.update({f"share_{t!r}": float(keep_mask(conf, t).mean()) for t in p["tables"].canonical if t > 0})
+            row.update({f"confidence_{c}": v for c, v in enumerate(mean_confidence(conf, y))})
+            rows.append(row)
+            return {}
+
+        train_model(images[tr], labels[tr], train=p["train"], epochs=epochs, seed=seed, device=device,
+                    desc=f"canonical seed {seed}", on_epoch=probe)
     return summary, rows
 
 
@@ -88,14 +93,20 @@ def paper_points(p: dict) -> dict[str, float]:
     return out
 
 
-def summarize(rows: list[dict]) -> dict:
-    keys = [k for k in rows[0] if k != "seed"]
-    out = {}
-    for key in keys:
-        values = [r[key] for r in rows if r[key] is not None]
-        lo, hi = t_interval(values) if len(values) > 1 else (None, None)
-        out[key] = {"mean": float(np.mean(values)) if values else None, "lo": lo, "hi": hi, "n": len(values)}
-    return out
+def summarize(rows: list[dict], paper: dict[str, float]) -> list[dict]:
+    """Per epoch: every number's mean over the seeds, its 95% t interval, and the rms distance to `paper`."""
+    curve = []
+    for epoch in sorted({r["epoch"] for r in rows}):
+        at = [r for r in rows if r["epoch"] == epoch]
+        entry = {"epoch": epoch}
+        for key in (k for k in at[0] if k not in ("seed", "epoch")):
+            values = [r[key] for r in at if r[key] is not None]
+            lo, hi = t_interval(values) if len(values) > 1 else (None, None)
+            entry[key] = {"mean": float(np.mean(values)) if values else None, "lo": lo, "hi": hi, "n": len(values)}
+        entry["rms_points_from_paper"] = float(np.sqrt(np.mean(
+            [(100 * entry[k]["mean"] - v) ** 2 for k, v in paper.items()])))
+        curve.append(entry)
+    return curve
 
 
 def main():
@@ -104,6 +115,7 @@ def main():
     ap.add_argument("--data", default="data/dataset.npz")
     ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--epochs", type=int, default=None, help="default: params train.canonical_epochs")
     ap.add_argument("--out", default="benchmarks/results/canonical_selection")
     args = ap.parse_args()
     p = params.load(args.params, "base", "fonts", "train", "tables")
@@ -112,21 +124,27 @@ def main():
     paper = paper_points(p)
     results, csv_rows = {}, []
     start = time.perf_counter()
+    epochs = args.epochs or p["train"].canonical_epochs
     for name in args.candidates:
-        summary, rows = measure(p, data, CANDIDATES[name], seeds=args.seeds, device=device)
-        stats = summarize(rows)
-        distance = float(np.sqrt(np.mean([(100 * stats[k]["mean"] - v) ** 2 for k, v in paper.items()])))
-        results[name] = {"overrides": CANDIDATES[name], "fonts": summary, "numbers": stats,
-                         "rms_points_from_paper": distance}
+        summary, rows = measure(p, data, CANDIDATES[name], seeds=args.seeds, epochs=epochs, device=device)
+        curve = summarize(rows, paper)
+        best = min(curve, key=lambda e: e["rms_points_from_paper"])
+        results[name] = {"overrides": CANDIDATES[name], "fonts": summary, "curve": curve,
+                         "closest_epoch": best["epoch"], "closest_rms_points": best["rms_points_from_paper"]}
         csv_rows += [{"candidate": name, **r} for r in rows]
         save_csv(f"{args.out}.csv", csv_rows)  # after each candidate, so a stopped run keeps what it measured
-        save_json(f"{args.out}.json", {"seeds": args.seeds, "paper_points": paper, "candidates": results})
-    best = min(results, key=lambda n: results[n]["rms_points_from_paper"])
-    line = "; ".join(f"{n} {100 * r['numbers']['pool_acc']['mean']:.1f}% ({r['rms_points_from_paper']:.1f} rms)"
-                     for n, r in results.items())
-    print(f"canonical_selection: {len(results)} candidates x {len(args.seeds)} seed(s) in "
+        save_json(f"{args.out}.json", {"seeds": args.seeds, "epochs": epochs, "recipe": dataclasses.asdict(p["train"]),
+                                       "paper_points": paper, "candidates": results})
+    best = min(results, key=lambda n: results[n]["closest_rms_points"])
+
+    def at(name, epoch):
+        return next(e for e in results[name]["curve"] if e["epoch"] == epoch)
+
+    line = "; ".join(f"{n} {100 * at(n, epochs)['pool_acc']['mean']:.1f}% at {epochs} epochs" for n in results)
+    print(f"canonical_selection: {len(results)} candidates x {len(args.seeds)} seed(s) x {epochs} epochs in "
           f"{time.perf_counter() - start:.0f}s; pool accuracy (paper {paper['pool_acc']:.0f}%): {line}; "
-          f"closest to the paper's set-up: {best} -> {args.out}.json")
+          f"closest to the paper's set-up: {best} at {results[best]['closest_epoch']} epochs "
+          f"({results[best]['closest_rms_points']:.1f} points rms) -> {args.out}.json")
 
 
 if __name__ == "__main__":
