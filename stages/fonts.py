@@ -31,7 +31,9 @@ def main() -> None:
         cfg = p["fonts"]
         arrays, summary = fonts.build_font_set(
             cfg.dirs, sizes=cfg.sizes, angles=cfg.angles, deny=cfg.deny,
-            min_legibility=cfg.min_legibility, max_faces=cfg.max_faces, seed=p["base"].seed)
+            min_legibility=cfg.min_legibility, max_faces=cfg.max_faces, panose_families=cfg.panose_families,
+            exclude_ibm_classes=cfg.exclude_ibm_classes, monospace=cfg.monospace, box=cfg.box, stroke=cfg.stroke,
+            seed=p["base"].seed)
     except (params.ParamsError, FileNotFoundError, ValueError) as e:
         sys.exit(f"fonts: {e}")
     save_npz(args.out, **arrays)

@@ -13,6 +13,7 @@ import pytest
 from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
 from fontTools.ttLib import TTCollection, TTFont
+from fontTools.ttLib.tables.O_S_2f_2 import Panose
 from scipy import ndimage
 
 from cull import fonts
@@ -60,7 +61,8 @@ def draw(shapes):
     return pen.glyph()
 
 
-def make_font(path, family, *, glyph_shapes=None, cmap=None, **segment_options):
+def make_font(path, family, *, glyph_shapes=None, cmap=None, panose_family=0, ibm_class=0, fixed_pitch=False,
+              **segment_options):
     """Write a TrueType font whose glyphs d0..d9 draw `glyph_shapes[i]` (default seven-segment)."""
     order = [".notdef"] + [f"d{i}" for i in range(10)]
     shapes = glyph_shapes or [seven_segment(i, **segment_options) for i in range(10)]
@@ -74,8 +76,11 @@ def make_font(path, family, *, glyph_shapes=None, cmap=None, **segment_options):
     fb.setupHorizontalHeader(ascent=800, descent=-200)
     fb.setupNameTable({"familyName": family, "styleName": "Regular", "fullName": family,
                        "psName": family.replace(" ", "")})
-    fb.setupOS2(sTypoAscender=800, sTypoDescender=-200, usWinAscent=800, usWinDescent=200)
-    fb.setupPost()
+    panose = Panose()
+    panose.bFamilyType = panose_family
+    fb.setupOS2(sTypoAscender=800, sTypoDescender=-200, usWinAscent=800, usWinDescent=200, panose=panose,
+                sFamilyClass=ibm_class << 8)
+    fb.setupPost(isFixedPitch=int(fixed_pitch))
     fb.save(str(path))
     return Path(path)
 
@@ -267,3 +272,48 @@ def test_real_system_font():
     out = fonts.render_face(DEJAVU, sizes=[28], angles=[0])
     heights = [np.ptp(np.nonzero(im.any(1))[0]) + 1 for im in out["images"]]
     assert 18 <= min(heights) and max(heights) <= 24  # ~0.73 em digit height at 28 px per em
+
+
+def test_face_type_rules_drop_and_count_their_faces(tmp_path):
+    make_font(tmp_path / "text.ttf", "Text Face", panose_family=2, ibm_class=8)
+    make_font(tmp_path / "deco.ttf", "Deco Face", panose_family=4, stroke=140)
+    make_font(tmp_path / "ornament.ttf", "Ornament Face", panose_family=2, ibm_class=9, stroke=60, width=420)
+    make_font(tmp_path / "mono.ttf", "Mono Face", panose_family=2, fixed_pitch=True, slant=0.15)
+    faces = {f["name"]: f for path in fonts.find_font_files([tmp_path]) for f in fonts.inspect_file(path)}
+    assert (faces["Text Face"]["panose_family"], faces["Text Face"]["ibm_class"]) == (2, 8)
+    assert faces["Mono Face"]["monospace"] and not faces["Text Face"]["monospace"]
+    rules = {"panose_families": [2], "exclude_ibm_classes": [9], "monospace": False}
+    assert {n: fonts.face_type_reason(f, **rules) for n, f in faces.items()} == {
+        "Text Face": None, "Deco Face": "excluded_family", "Ornament Face": "excluded_class",
+        "Mono Face": "monospace"}
+    assert all(fonts.face_type_reason(f) is None for f in faces.values())  # no rule by default
+    _, summary = build(tmp_path, min_legibility=0, **rules)
+    assert summary["faces_kept"] == 1
+    assert [summary[f"dropped_{r}"] for r in ("excluded_family", "excluded_class", "monospace")] == [1, 1, 1]
+    assert summary["rules"] == {"panose_families": [2], "exclude_ibm_classes": [9], "monospace": False}
+
+
+def ink_box(image, level=64):
+    rows, cols = np.nonzero(image >= level)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+def test_box_normalises_the_longer_side_and_keeps_the_size_variation(font_dir):
+    out = {pt: fonts.render_face(font_dir / "seg_a.ttf", sizes=[pt], angles=[0], box=14.0)["images"]
+           for pt in (28, 32)}
+    for pt, images in out.items():
+        heights = [max(ink_box(image)) for image in images]  # the digit 1 too: its longer side is its height
+        assert all(abs(h - 14 * pt / 28) <= 1 for h in heights), (pt, heights)
+    plain = fonts.render_face(font_dir / "seg_a.ttf", sizes=[28], angles=[0])["images"]
+    assert max(ink_box(plain[8])) > 17  # 700 units of a 1000-unit em at 28 pt: 19.6 px without the box
+
+
+def test_stroke_thickens_every_stroke(font_dir):
+    thin, thick = (fonts.render_face(font_dir / "seg_a.ttf", sizes=[28], angles=[0, 30], stroke=s)["images"]
+                   for s in (0.0, 2.0))
+    for a, b in zip(thin, thick):
+        assert b.astype(float).sum() > 1.2 * a.astype(float).sum()
+    h0, w0 = ink_box(thin[1])  # the digit 1, upright: two vertical segments' width grows by about 2 px
+    h1, w1 = ink_box(thick[1])
+    assert 1 <= w1 - w0 <= 3 and 1 <= h1 - h0 <= 3
+    np.testing.assert_allclose(ink_centre(thick[8]), ink_centre(thin[8]), atol=0.5)  # still centred

@@ -20,6 +20,15 @@ Method
      contour;
    - ``denied``: its full name, PostScript name or file stem is in ``deny``
      (case-insensitive);
+   - face-type rules, each off by default, read from the OS/2 table (a face
+     without one has PANOSE family 0, "any", and IBM class 0):
+     ``excluded_family``, its PANOSE family type (2 Latin text, 3 Latin
+     hand-written, 4 Latin decorative, 5 Latin symbol; 0 any, 1 no fit) is not
+     in ``panose_families``; ``excluded_class``, its IBM family class (the high
+     byte of sFamilyClass: 1 oldstyle serif ... 8 sans serif, 9 ornamental,
+     10 script, 12 symbolic) is in ``exclude_ibm_classes``; ``monospace``, it is
+     monospaced (PANOSE proportion 9 or post.isFixedPitch) and ``monospace``
+     is false. The summary counts the faces each rule drops;
    - ``no_outlines`` again: FreeType draws no ink for a digit (seen when the
      reference renders of step 3 are made).
 3. **Deduplicate designs**: the ten upright digits are rendered at
@@ -40,9 +49,19 @@ Method
    was made: at 1 pt = 1 px (72 dpi); white on black; anti-aliased by drawing
    at `SUPERSAMPLE` times the size and box-averaging down; rotated (positive
    angle = counter-clockwise); shifted so its centre of mass is the centre of
-   the 28×28 frame (to 1/`SUPERSAMPLE` px). Size is not normalised: point size
-   is the scale variation. A glyph that would cross the frame's edge is scaled
-   down until it fits and is flagged ``scaled_down``.
+   the 28×28 frame (to 1/`SUPERSAMPLE` px). By default size is not
+   normalised: point size is the scale variation. A glyph that would cross the
+   frame's edge is scaled down until it fits and is flagged ``scaled_down``.
+   Two options bring the renders closer to how MNIST's digits were made,
+   each a "common transformation" of the paper's §3.2, never fitted to MNIST:
+
+   - ``box``: each glyph is scaled so that its longer side is ``box`` px at
+     `REFERENCE_PT` (``box`` × pt / `REFERENCE_PT` at other sizes), as MNIST
+     fitted every digit into a 20-px box: faces whose digits are small or
+     large for their point size then agree, while the sizes still vary;
+   - ``stroke``: every stroke is thickened by ``stroke`` px (a dilation by a
+     disc of diameter ``stroke`` on the supersampled glyph, at its final
+     scale), as MNIST's pen strokes are wider than a text face's.
 """
 from __future__ import annotations
 
@@ -62,7 +81,7 @@ from fontTools.pens.recordingPen import DecomposingRecordingPen
 from fontTools.ttLib import TTCollection, TTFont, TTLibError
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, grey_dilation
 from tqdm import tqdm
 
 DIGITS = "0123456789"
@@ -85,6 +104,9 @@ REASONS = (  # drop reasons, in the order they are checked
     "duplicate_glyphs",
     "no_outlines",
     "denied",
+    "excluded_family",
+    "excluded_class",
+    "monospace",
     "duplicate_design",
     "illegible",
     "over_max_faces",
@@ -139,10 +161,33 @@ def inspect_file(path: str | Path, *, deny: Sequence[str] = ()) -> list[dict]:
         return [_inspect_face(path, i, deny) for i in range(count)]
 
 
-def _record(path, index, *, name=None, postscript="", family=None, reason=None, detail=""):
+def _record(path, index, *, name=None, postscript="", family=None, reason=None, detail="", face_type=None):
     name = name or path.stem
     return dict(file=str(path), index=index, name=name, postscript=postscript,
-                family=family or name, reason=reason, detail=detail)
+                family=family or name, reason=reason, detail=detail,
+                **(face_type or {"panose_family": 0, "ibm_class": 0, "monospace": False}))
+
+
+def _face_type(font: TTFont) -> dict:
+    """The OS/2 table's PANOSE family type and IBM family class, and whether the face is monospaced."""
+    os2 = font["OS/2"] if "OS/2" in font else None
+    panose = getattr(os2, "panose", None)
+    fixed = "post" in font and bool(font["post"].isFixedPitch)
+    return {"panose_family": int(getattr(panose, "bFamilyType", 0)),
+            "ibm_class": int(getattr(os2, "sFamilyClass", 0)) >> 8 & 0xFF,
+            "monospace": fixed or int(getattr(panose, "bProportion", 0)) == 9}
+
+
+def face_type_reason(face: dict, *, panose_families: Sequence[int] | None = None,
+                     exclude_ibm_classes: Sequence[int] = (), monospace: bool = True) -> str | None:
+    """The face-type rule (step 2) that drops `face` (a record of `inspect_file`), or None."""
+    if panose_families is not None and face["panose_family"] not in panose_families:
+        return "excluded_family"
+    if face["ibm_class"] in exclude_ibm_classes:
+        return "excluded_class"
+    if not monospace and face["monospace"]:
+        return "monospace"
+    return None
 
 
 def _inspect_face(path: Path, index: int, deny: set[str]) -> dict:
@@ -152,7 +197,7 @@ def _inspect_face(path: Path, index: int, deny: set[str]) -> dict:
         cmap = font.getBestCmap() or {}
         record = functools.partial(
             _record, path, index, name=names.getDebugName(4), postscript=names.getDebugName(6) or "",
-            family=names.getDebugName(16) or names.getDebugName(1))
+            family=names.getDebugName(16) or names.getDebugName(1), face_type=_face_type(font))
         reason = _check_outlines(font, cmap)
     except (TTLibError, OSError, ValueError, KeyError, AssertionError, struct.error) as e:
         # fontTools reports corrupt or missing tables with any of these.
@@ -221,8 +266,8 @@ def _centre_of_mass(ink: np.ndarray) -> tuple[float, float]:
     return cx, cy
 
 
-def _fit_scales(ink: np.ndarray, com: tuple[float, float], angles: list[int]) -> np.ndarray:
-    """(A,) scale <= 1 at which the ink, rotated by each angle, fits the frame around `com`."""
+def _fit_scales(ink: np.ndarray, com: tuple[float, float], angles: list[int], limit: float = 1.0) -> np.ndarray:
+    """(A,) scale <= `limit` at which the ink, rotated by each angle, fits the frame around `com`."""
     ys, xs = np.nonzero(ink)
     p = np.stack([xs + 0.5 - com[0], ys + 0.5 - com[1]])  # (2, K) ink pixel centres
     theta = np.radians(np.asarray(angles, np.float64))
@@ -231,7 +276,17 @@ def _fit_scales(ink: np.ndarray, com: tuple[float, float], angles: list[int]) ->
     # counter-clockwise on screen), plus half of a rotated pixel's extent.
     reach = np.maximum(np.abs(cos * p[0] + sin * p[1]).max(1), np.abs(-sin * p[0] + cos * p[1]).max(1))
     reach += (np.abs(cos[:, 0]) + np.abs(sin[:, 0])) / 2
-    return np.minimum(1.0, (HALF - FIT_MARGIN) / reach)
+    return np.minimum(limit, (HALF - FIT_MARGIN) / reach)
+
+
+def _thicken(ink: np.ndarray, radius: float) -> np.ndarray:
+    """The ink dilated by a disc of `radius` supersampled px (grey-level max), padded so nothing clips."""
+    r = int(math.ceil(radius))
+    if r == 0:
+        return ink
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disc = xx**2 + yy**2 <= radius**2
+    return grey_dilation(np.pad(ink, r), footprint=disc)
 
 
 def _place(ink: Image.Image, com: tuple[float, float], angle: float, scale: float) -> np.ndarray:
@@ -278,8 +333,12 @@ def reference_renders(path: str | Path, index: int = 0) -> tuple[np.ndarray, np.
     return np.stack(design), np.stack(normalised)
 
 
-def render_face(path: str | Path, index: int = 0, *, sizes: list[int], angles: list[int]) -> dict:
+def render_face(path: str | Path, index: int = 0, *, sizes: list[int], angles: list[int],
+                box: float | None = None, stroke: float = 0.0) -> dict:
     """Every digit of one face at every size and angle (step 6 of the method).
+
+    `box` (px): scale each glyph so its longer side is box x pt / `REFERENCE_PT` px; None keeps the
+    point size's own scale. `stroke` (px): thicken every stroke by this much, at the final scale.
 
     Returns
     -------
@@ -296,10 +355,12 @@ def render_face(path: str | Path, index: int = 0, *, sizes: list[int], angles: l
             ink = _upright(font, c)
             if ink.size == 0:
                 raise ValueError(f"{path}: FreeType draws no ink for {c!r} at {pt} pt")
+            target = 1.0 if box is None else box * SUPERSAMPLE * pt / REFERENCE_PT / max(ink.shape)
+            ink = _thicken(ink, stroke * SUPERSAMPLE / 2 / target)  # stroke px once scaled by `target`
             com = _centre_of_mass(ink)
             img = Image.fromarray(ink)
-            scales = _fit_scales(ink, com, angles)
-            scaled[i, :, digit] = scales < 1.0
+            scales = _fit_scales(ink, com, angles, limit=target)
+            scaled[i, :, digit] = scales < target
             for j, (angle, scale) in enumerate(zip(angles, scales)):
                 images[i, j, digit] = _place(img, com, angle, scale)
     grid = np.meshgrid(sizes, angles, np.arange(10), indexing="ij")
@@ -396,8 +457,8 @@ def _reference(face: dict) -> tuple[np.ndarray, np.ndarray]:
     return reference_renders(face["file"], face["index"])
 
 
-def _render(face: dict, *, sizes, angles) -> dict:
-    return render_face(face["file"], face["index"], sizes=sizes, angles=angles)
+def _render(face: dict, *, sizes, angles, box=None, stroke=0.0) -> dict:
+    return render_face(face["file"], face["index"], sizes=sizes, angles=angles, box=box, stroke=stroke)
 
 
 def build_font_set(
@@ -408,6 +469,11 @@ def build_font_set(
     deny: Sequence[str] = (),
     min_legibility: float = 0.5,
     max_faces: int | None = None,
+    panose_families: Sequence[int] | None = None,
+    exclude_ibm_classes: Sequence[int] = (),
+    monospace: bool = True,
+    box: float | None = None,
+    stroke: float = 0.0,
     seed: int = 0,
     workers: int | None = None,
     progress: bool = True,
@@ -421,6 +487,9 @@ def build_font_set(
     deny : face names, PostScript names or file stems to drop (case-insensitive).
     min_legibility : faces whose `legibility` is below this are dropped; 0 skips the check.
     max_faces : keep at most this many faces, a random subset drawn with `seed`; None keeps all.
+    panose_families, exclude_ibm_classes, monospace : the face-type rules of step 2 (`face_type_reason`);
+        None, (), True: no rule.
+    box, stroke : render options of step 6 (`render_face`); None, 0: none.
     workers : processes used; None = the CPUs this process may use. Results do not depend on it.
 
     Returns
@@ -449,6 +518,10 @@ def build_font_set(
     if unmatched:
         warnings.warn(f"fonts.deny: {unmatched} match no face name or file stem", stacklevel=2)
 
+    for f in faces:
+        if f["reason"] is None:
+            f["reason"] = face_type_reason(f, panose_families=panose_families,
+                                           exclude_ibm_classes=exclude_ibm_classes, monospace=monospace)
     passed = [f for f in faces if f["reason"] is None]  # the same dicts: reasons set below count too
     if not passed:
         raise ValueError(f"fonts.dirs: none of the {len(faces)} faces under {dirs} has ten drawable digits")
@@ -480,7 +553,7 @@ def build_font_set(
     if not kept:
         raise ValueError(f"fonts: no face left after selection (min_legibility={min_legibility})")
 
-    render = functools.partial(_render, sizes=list(sizes), angles=list(angles))
+    render = functools.partial(_render, sizes=list(sizes), angles=list(angles), box=box, stroke=stroke)
     parts = _map(render, [passed[i] for i in kept], workers=workers, desc="fonts: render", progress=progress)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     arrays["face"] = np.repeat(np.arange(len(kept), dtype=np.int32), len(parts[0]["labels"]))
@@ -498,6 +571,9 @@ def build_font_set(
         "images": int(len(arrays["labels"])),
         "scaled_down": int(arrays["scaled_down"].sum()),
         "min_legibility": min_legibility,
+        "rules": {"panose_families": None if panose_families is None else list(panose_families),
+                  "exclude_ibm_classes": list(exclude_ibm_classes), "monospace": monospace},
+        "render": {"box": box, "stroke": stroke},
         "illegible_faces": sorted(f["name"] for f in faces if f["reason"] == "illegible"),
         "deny_unmatched": unmatched,
     }

@@ -79,6 +79,13 @@ class Fonts:
     deny: list[str] = field(default_factory=lambda: ["Vertigo BRK"])  # unreadable, yet passes min_legibility
     max_faces: int | None = 340  # the paper's face count; keep at most this many (seeded choice)
     min_legibility: float = 0.5  # see cull.fonts.legibility
+    # Face-type rules (cull.fonts, step 2), from the OS/2 table; the paper's Windows faces are mostly text faces
+    panose_families: list[int] | None = None  # keep only these PANOSE family types (2 Latin text); null: all
+    exclude_ibm_classes: list[int] = field(default_factory=list)  # drop these IBM classes (9 ornamental, 12 symbolic)
+    monospace: bool = True  # false: drop monospaced faces
+    # Render options (cull.fonts, step 6), closer to how MNIST's digits were made
+    box: float | None = None  # px, each glyph's longer side at 28 pt, as MNIST's 20-px box; null: the point size's own
+    stroke: float = 0.0  # px added to every stroke's width (MNIST's pen strokes are wider than a text face's)
     split: str = "random"  # random | face
     test_fraction: float = 0.2
 
@@ -90,6 +97,12 @@ class Fonts:
         for angle in self.angles:
             _range(where, "angles", angle, -90, 90)
         _range(where, "min_legibility", self.min_legibility, 0.0, 1.0)
+        for key in ("panose_families", "exclude_ibm_classes"):
+            for value in getattr(self, key) or []:
+                _range(where, key, value, 0, 15)
+        if self.box is not None:
+            _range(where, "box", self.box, 4.0, 28.0)
+        _range(where, "stroke", self.stroke, 0.0, 6.0)
         _choice(where, "split", self.split, ("random", "face"))
         _range(where, "test_fraction", self.test_fraction, 0.01, 0.99)
 
