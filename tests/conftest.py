@@ -134,7 +134,8 @@ def tiny_repo(tmp_path_factory) -> Path:
                                                            **({"ignore": shutil.ignore_patterns("__pycache__", "*.egg-info")} if src.is_dir() else {}))
     shutil.copy(ROOT / ".dvcignore", repo / ".dvcignore")
     (repo / "benchmarks/results").mkdir(parents=True)
-    shutil.copy(ROOT / "benchmarks/results/retention.json", repo / "benchmarks/results/retention.json")
+    for name in ("retention.json", "canonical_selection.json"):
+        shutil.copy(ROOT / "benchmarks/results" / name, repo / "benchmarks/results" / name)
     write_params(repo, tiny_params())
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     dvc(repo, "init", "-q")

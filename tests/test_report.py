@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from conftest import dvc
+from conftest import ROOT, dvc
 from cull import params, schema
 from cull.plots import template
 from cull.plots.figures import grid_cells
@@ -42,6 +42,12 @@ def test_report_has_every_section_figure_and_verdict(tiny_repo):
         assert v["verdict"] in schema.VERDICTS
         assert re.search(rf"\| {cid} \| .* \| \*\*{v['verdict']}\*\* \|", text), cid
     assert text.index("## Verdicts") < text.index("## 1. Run context")  # near the top
+    selection = json.loads((ROOT / "benchmarks/results/canonical_selection.json").read_text())
+    assert "**Canonical face selections.**" in text
+    for name, c in selection["candidates"].items():  # each candidate at its closest epoch, as the harness measured
+        e = next(e for e in c["curve"] if e["epoch"] == c["closest_epoch"])
+        assert re.search(rf"\| `{re.escape(name)}` \| [^|]+ \| {c['fonts']['faces_kept']} \| {e['epoch']} \| "
+                         rf"{100 * e['pool_acc']['mean']:.2f} \|", text), name
 
 
 @pytest.mark.slow

@@ -58,6 +58,7 @@ class Inputs:
     detect_npz: Path
     fonts_preview: Path
     retention: dict | None = None  # benchmarks/results/retention.json: self-sanitization shares per epoch
+    selection: dict | None = None  # benchmarks/results/canonical_selection.json: canonical model per face selection
 
     @property
     def dataset(self) -> str:
@@ -96,11 +97,12 @@ def _model(entry: dict, metrics: Path, seeds: list[int]) -> Model:
 
 
 def gather(aggregate: Path, verdicts: Path, metrics: Path, data: Path, params: dict,
-           retention: Path | None = None) -> Inputs:
-    """Read the aggregate, the verdicts, the plot data and, if given, the retention curve.
+           retention: Path | None = None, selection: Path | None = None) -> Inputs:
+    """Read the aggregate, the verdicts, the plot data and, if given, the retention curve and selections.
 
     `params` holds `PARAM_KEYS` as `cull.params.load` gives; `retention` is the
-    JSON of benchmarks/retention_curve.py.
+    JSON of benchmarks/retention_curve.py, `selection` that of
+    benchmarks/canonical_selection.py.
     """
     aggregate, metrics, data = Path(aggregate), Path(metrics), Path(data)
     agg = schema.check_aggregate(load_json(aggregate), aggregate)
@@ -119,6 +121,7 @@ def gather(aggregate: Path, verdicts: Path, metrics: Path, data: Path, params: d
         sanitized=[_model(agg["models"][name], metrics, seeds) for name in wanted],
         attacks_npz=head / "attacks.npz", detect_npz=head / "detect.npz", fonts_preview=data / "fonts_preview.png",
         retention=None if retention is None else _retention(Path(retention)),
+        selection=None if selection is None else _selection(Path(selection)),
     )
 
 
@@ -131,6 +134,17 @@ def _retention(path: Path) -> dict:
     if missing:
         raise ValueError(f"{path}: not a retention curve of benchmarks/retention_curve.py (missing "
                          f"{', '.join(missing)})")
+    return obj
+
+
+SELECTION_KEYS = ("seeds", "epochs", "recipe", "paper_points", "candidates")
+
+
+def _selection(path: Path) -> dict:
+    obj = load_json(path)
+    missing = [k for k in SELECTION_KEYS if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise ValueError(f"{path}: not a result of benchmarks/canonical_selection.py (missing {', '.join(missing)})")
     return obj
 
 
