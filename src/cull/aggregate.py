@@ -49,7 +49,7 @@ from pathlib import Path
 
 from cull import schema
 from cull.artifacts import load_json
-from cull.params import ModelRow
+from cull.params import OBLIVIOUS, ModelRow
 from cull.stats import aggregate_tree, of_seeds, paired_difference, seed_slopes
 
 UNSANITIZED_FILES = ("train", "attack", schema.ALPHA_FILE)
@@ -175,7 +175,7 @@ def threats(metrics: Path, model: str, seeds: list[int]) -> dict:
         if sorted(per_seed[s]) != sorted(names):
             raise ValueError(f"{schema.threat_dir(metrics, model, s)}: threat models {sorted(per_seed[s])} differ "
                              f"from seed {seeds[0]}'s {sorted(names)} (rerun dvc repro)")
-    order = [t for t in names if t == "oblivious"] + [t for t in names if t != "oblivious"]
+    order = [t for t in names if t == OBLIVIOUS] + [t for t in names if t != OBLIVIOUS]
     return {name: aggregate_tree([per_seed[s][name] for s in seeds], keep=IDENTITY["threat"]) for name in order}
 
 

@@ -126,26 +126,24 @@ def gather(aggregate: Path, verdicts: Path, metrics: Path, data: Path, params: d
 
 
 RETENTION_KEYS = ("recipe", "precision", "seeds", "thresholds", "paper_table2_share", "curve", "closest_epoch")
-
-
-def _retention(path: Path) -> dict:
-    obj = load_json(path)
-    missing = [k for k in RETENTION_KEYS if not isinstance(obj, dict) or k not in obj]
-    if missing:
-        raise ValueError(f"{path}: not a retention curve of benchmarks/retention_curve.py (missing "
-                         f"{', '.join(missing)})")
-    return obj
-
-
 SELECTION_KEYS = ("seeds", "epochs", "recipe", "paper_points", "candidates")
 
 
-def _selection(path: Path) -> dict:
+def _benchmark_result(path: Path, keys: tuple[str, ...], what: str) -> dict:
+    """A committed benchmark output (`what` names it in the error), refused unless it holds every key."""
     obj = load_json(path)
-    missing = [k for k in SELECTION_KEYS if not isinstance(obj, dict) or k not in obj]
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
     if missing:
-        raise ValueError(f"{path}: not a result of benchmarks/canonical_selection.py (missing {', '.join(missing)})")
+        raise ValueError(f"{path}: not {what} (missing {', '.join(missing)})")
     return obj
+
+
+def _retention(path: Path) -> dict:
+    return _benchmark_result(path, RETENTION_KEYS, "a retention curve of benchmarks/retention_curve.py")
+
+
+def _selection(path: Path) -> dict:
+    return _benchmark_result(path, SELECTION_KEYS, "a result of benchmarks/canonical_selection.py")
 
 
 def _same(a: float, b: float) -> bool:
