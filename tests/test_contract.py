@@ -4,7 +4,10 @@ For every stage, the script named in `cmd` must be a dep; the top-level keys of
 its `params:` must equal the sections its script passes to `params.load`
 (loading `models` implies `threshold` and `method`, which describe the headline
 row); and its `deps:` must cover every module of `src/cull` that the script
-imports, directly or through other cull modules.
+imports, directly or through other cull modules. Where a stage names single keys
+of a section (`fonts.box`), it must name every field of that section but those
+another stage's output already carries (`UNREAD`), so that no param change
+leaves a stage's output stale.
 """
 import ast
 import re
@@ -17,6 +20,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 STAGES = YAML(typ="safe", pure=True).load((ROOT / "dvc.yaml").read_text())["stages"]
 IMPLIED = {"models": {"threshold", "method"}}  # params.model_table reads the headline row's top-level keys
+RENDER = {"dirs", "sizes", "angles", "deny", "max_faces", "min_legibility", "panose_families", "exclude_ibm_classes",
+          "monospace", "box", "stroke"}
+# (stage, section) -> the fields of that section the stage does not read, and why; ("*", section): the default
+UNREAD = {
+    ("*", "base"): {"seed"},  # the data seed: its split is data/dataset.npz, its faces data/fonts.npz
+    ("prepare", "base"): {"device"},  # reads the data seed; no model runs
+    ("fonts", "base"): {"device"},
+    ("canonical", "base"): set(),  # the seed of the fonts' hold-out split
+    ("fonts", "fonts"): {"split", "test_fraction"},  # the canonical model's hold-out split
+    ("canonical", "fonts"): RENDER,  # the render is data/fonts.npz
+    ("canonical", "train"): {"epochs"},  # canonical_epochs instead
+    ("unsanitized", "train"): {"canonical_epochs"},
+    ("train", "train"): {"canonical_epochs"},
+}
 
 
 def _module_file(module: str) -> Path | None:
@@ -92,6 +109,21 @@ def test_stage_params_equal_the_sections_its_script_loads(name):
     script = ROOT / re.search(r"python (stages/\S+\.py)", stage["cmd"]).group(1)
     declared = {str(p).split(".")[0] for p in stage.get("params", [])}
     assert declared == loaded_sections(script), name
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_names_every_field_of_a_section_it_lists_key_by_key(name):
+    """`fonts.box` missing from the fonts stage once let `-S fonts.box=20` leave data/fonts.npz unrendered."""
+    from dataclasses import fields
+
+    from cull.params import SECTIONS
+
+    declared = [str(p).split(".", 1) for p in _stage(name).get("params", [])]
+    for section in sorted({d[0] for d in declared if len(d) == 2}):
+        named = {d[1] for d in declared if d[0] == section}
+        unread = UNREAD.get((name, section), UNREAD.get(("*", section), set()))
+        expected = {f.name for f in fields(SECTIONS[section])} - unread
+        assert named == expected, f"{name}: {section} lacks {sorted(expected - named)}, has {sorted(named - expected)}"
 
 
 def test_every_stage_script_is_used_by_a_stage():
