@@ -8,7 +8,10 @@ the Table 1 shares (how many training images each canonical threshold keeps)
 are numbers the paper reports about its set-up, so choosing the face selection
 and the render on them tunes no outcome. For each candidate, a set of
 overrides of params `fonts` (`CANDIDATES`: face-type rules, MNIST's 20-px box,
-thicker strokes), this one-off measurement renders the font set
+thicker strokes) and optionally a `slant` (a rightward shear of each render, as
+most handwritten digits lean; drawn per image from [lo, hi], in tan units, and
+applied after the render, so it is a probe: a slant worth keeping belongs in
+`cull.fonts`' render step), this one-off measurement renders the font set
 (`cull.fonts.build_font_set`), trains the canonical model with params.yaml's
 recipe for --epochs (default `train.canonical_epochs`) once per seed, and after
 every epoch measures its hold-out accuracy on the renders, its accuracy on
@@ -32,6 +35,7 @@ import dataclasses
 import time
 
 import numpy as np
+from scipy import ndimage
 
 from cull import fonts, params
 from cull.artifacts import load_npz, save_csv, save_json
@@ -52,17 +56,37 @@ CANDIDATES = {
     "box20-stroke1": {"box": 20.0, "stroke": 1.0},
     "box20-stroke2": {"box": 20.0, "stroke": 2.0},
     "panose2-box20-stroke2": {"panose_families": [2], "monospace": False, "box": 20.0, "stroke": 2.0},
+    "slant25": {"slant": [0.25, 0.25]},  # every render leans right by atan 0.25 (14 degrees)
+    "slant0-50": {"slant": [0.0, 0.5]},  # each render leans right by 0 to 27 degrees
 }
+
+
+def slanted(images: np.ndarray, lo: float, hi: float, *, seed: int) -> np.ndarray:
+    """(N, 28, 28) uint8 renders, each sheared right about its centre row by a seeded draw from [lo, hi]
+    (column shift per row above the centre, bilinear): the top of a digit moves right, its base left."""
+    rng = np.random.default_rng(seed)
+    centre = (images.shape[1] - 1) / 2
+    out = np.empty_like(images)
+    for i, shear in enumerate(rng.uniform(lo, hi, len(images))):
+        # output (r, c) samples input (r, c - shear * (centre - r))
+        moved = ndimage.affine_transform(images[i].astype(np.float32), [[1.0, 0.0], [shear, 1.0]],
+                                         offset=[0.0, -shear * centre], order=1)
+        out[i] = np.clip(np.rint(moved), 0, 255)
+    return out
 
 
 def measure(p: dict, data: dict, overrides: dict, *, seeds: list[int], epochs: int, device) -> tuple[dict, list[dict]]:
     """One candidate: (its font-set summary, one row of numbers per seed and epoch)."""
+    overrides = dict(overrides)
+    slant = overrides.pop("slant", None)
     cfg = dataclasses.replace(p["fonts"], **overrides)
     cfg.check("fonts")
     arrays, summary = fonts.build_font_set(
         cfg.dirs, sizes=cfg.sizes, angles=cfg.angles, deny=cfg.deny, min_legibility=cfg.min_legibility,
         max_faces=cfg.max_faces, panose_families=cfg.panose_families, exclude_ibm_classes=cfg.exclude_ibm_classes,
         monospace=cfg.monospace, box=cfg.box, stroke=cfg.stroke, seed=p["base"].seed)
+    if slant is not None:
+        arrays["images"] = slanted(arrays["images"], *slant, seed=p["base"].seed)
     images, labels = arrays["images"][:, None], arrays["labels"]
     tr, te = holdout_split(arrays["face"], test_fraction=cfg.test_fraction, by_group=cfg.split == "face",
                            seed=p["base"].seed)
