@@ -86,6 +86,7 @@ def run(overrides: list[str], log: Path) -> tuple[int, list[str]]:
                     lines.append(line)
                     print(line, flush=True)
                     out.write(line + "\n")
+                    out.flush()  # a stopped run keeps its log
         return proc.wait(), lines
 
 
