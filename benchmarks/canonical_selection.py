@@ -9,9 +9,11 @@ are numbers the paper reports about its set-up, so choosing the face selection
 and the render on them tunes no outcome. For each candidate, a set of
 overrides of params `fonts` (`CANDIDATES`: face-type rules, MNIST's 20-px box,
 thicker strokes) and optionally a `slant` (a rightward shear of each render, as
-most handwritten digits lean; drawn per image from [lo, hi], in tan units, and
-applied after the render, so it is a probe: a slant worth keeping belongs in
-`cull.fonts`' render step), this one-off measurement renders the font set
+most handwritten digits lean; drawn per image from [lo, hi], in tan units) or
+an `elastic` distortion ([alpha, sigma] in px: Simard, Steinkraus and Platt's
+2003 model of the oscillations of the hand, the field's standard handwriting
+augmentation), both applied after the render, so they are probes: one worth
+keeping belongs in `cull.fonts`' render step), this one-off measurement renders the font set
 (`cull.fonts.build_font_set`), trains the canonical model with params.yaml's
 recipe for --epochs (default `train.canonical_epochs`) once per seed, and after
 every epoch measures its hold-out accuracy on the renders, its accuracy on
@@ -58,6 +60,8 @@ CANDIDATES = {
     "panose2-box20-stroke2": {"panose_families": [2], "monospace": False, "box": 20.0, "stroke": 2.0},
     "slant25": {"slant": [0.25, 0.25]},  # every render leans right by atan 0.25 (14 degrees)
     "slant0-50": {"slant": [0.0, 0.5]},  # each render leans right by 0 to 27 degrees
+    "elastic34-4": {"elastic": [34.0, 4.0]},  # Simard et al. (2003)'s MNIST setting: 1.3 px rms, up to 6
+    "elastic16-3": {"elastic": [16.0, 3.0]},  # a milder one: 0.8 px rms, up to 4
 }
 
 
@@ -75,10 +79,26 @@ def slanted(images: np.ndarray, lo: float, hi: float, *, seed: int) -> np.ndarra
     return out
 
 
+def elastic(images: np.ndarray, alpha: float, sigma: float, *, seed: int) -> np.ndarray:
+    """(N, 28, 28) uint8 renders, each moved by its own seeded random displacement field: uniform(-1, 1) per
+    pixel and axis, smoothed by a Gaussian of `sigma` px and scaled by `alpha` px (Simard, Steinkraus and Platt
+    2003, §2), sampled bilinearly; alpha 0 returns the renders unchanged."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(images.shape[1]), np.arange(images.shape[2]), indexing="ij")
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        dr, dc = (alpha * ndimage.gaussian_filter(rng.uniform(-1, 1, image.shape), sigma, mode="constant")
+                  for _ in range(2))
+        moved = ndimage.map_coordinates(image.astype(np.float32), [rows + dr, cols + dc], order=1, mode="constant")
+        out[i] = np.clip(np.rint(moved), 0, 255)
+    return out
+
+
 def measure(p: dict, data: dict, overrides: dict, *, seeds: list[int], epochs: int, device) -> tuple[dict, list[dict]]:
     """One candidate: (its font-set summary, one row of numbers per seed and epoch)."""
     overrides = dict(overrides)
     slant = overrides.pop("slant", None)
+    distortion = overrides.pop("elastic", None)
     cfg = dataclasses.replace(p["fonts"], **overrides)
     cfg.check("fonts")
     arrays, summary = fonts.build_font_set(
@@ -87,6 +107,8 @@ def measure(p: dict, data: dict, overrides: dict, *, seeds: list[int], epochs: i
         monospace=cfg.monospace, box=cfg.box, stroke=cfg.stroke, seed=p["base"].seed)
     if slant is not None:
         arrays["images"] = slanted(arrays["images"], *slant, seed=p["base"].seed)
+    if distortion is not None:
+        arrays["images"] = elastic(arrays["images"], *distortion, seed=p["base"].seed)
     images, labels = arrays["images"][:, None], arrays["labels"]
     tr, te = holdout_split(arrays["face"], test_fraction=cfg.test_fraction, by_group=cfg.split == "face",
                            seed=p["base"].seed)

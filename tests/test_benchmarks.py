@@ -54,3 +54,18 @@ def test_slant_leans_the_top_right_and_keeps_the_centre_row():
     assert top > 13 + 1.5 and bottom < 13 - 1.5  # rows 8.5 above the centre move 0.25 * 8.5 px right
     assert abs(centre - 13) < 0.25
     assert np.array_equal(canonical_selection.slanted(image, 0.0, 0.0, seed=0), image)
+
+
+def test_elastic_moves_pixels_by_a_seeded_smooth_field():
+    canonical_selection = _script("canonical_selection")
+    rng = np.random.default_rng(1)
+    images = np.zeros((3, 28, 28), np.uint8)
+    images[:, 6:22, 10:18] = rng.integers(100, 256, (3, 16, 8))
+    moved = canonical_selection.elastic(images, 8.0, 3.0, seed=0)
+    assert moved.shape == images.shape and moved.dtype == np.uint8
+    assert np.array_equal(moved, canonical_selection.elastic(images, 8.0, 3.0, seed=0))  # seeded
+    assert not np.array_equal(moved, images)
+    assert not np.array_equal(moved[0], canonical_selection.elastic(images[:1], 8.0, 3.0, seed=1)[0])
+    # a smooth field of about a pixel keeps the ink's mass and place
+    assert abs(moved.astype(float).sum() / images.astype(float).sum() - 1) < 0.1
+    assert np.array_equal(canonical_selection.elastic(images, 0.0, 3.0, seed=0), images)
