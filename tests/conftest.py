@@ -108,11 +108,15 @@ def write_params(repo: Path, params: dict) -> None:
         YAML().dump(params, f)
 
 
-def dvc(repo: Path, *args, check: bool = True) -> subprocess.CompletedProcess:
+def dvc(repo: Path, *args, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    """Run dvc in `repo`; capture=False gives it no pipe (/dev/null), for a command that leaves a daemon behind,
+    which would hold a captured pipe, and so this call, open for as long as it lives."""
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=repo, env=env, text=True, capture_output=True)
+    streams = {"capture_output": True} if capture else {
+        "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    result = subprocess.run([str(VENV_BIN / "dvc"), *args], cwd=repo, env=env, text=True, **streams)
     if check and result.returncode != 0:
-        pytest.fail(f"dvc {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        pytest.fail(f"dvc {' '.join(args)} failed:\n{(result.stdout or '')[-3000:]}\n{(result.stderr or '')[-3000:]}")
     return result
 
 

@@ -89,14 +89,17 @@ def test_queue_runs_a_grid_without_recomputing_upstream(tiny_repo):
             dvc(tiny_repo, "exp", "run", "--queue", "--name", name, "-S", f"threshold={threshold}",
                 "-S", f"seeds=[{seed}]")
             names.append(name)
-    dvc(tiny_repo, "queue", "start", "-j", str(QUEUE_JOBS))
+    # no pipe: the queue's daemon outlives this call, and a worker that misses its own shutdown (dvc-task's
+    # monitor can ask a busy worker to stop, seen once in CI: the worker finished its task and never exited)
+    # would keep a captured pipe open, and the test waiting, for ever; the status loop below has a deadline
+    dvc(tiny_repo, "queue", "start", "-j", str(QUEUE_JOBS), capture=False)
     deadline = time.monotonic() + 1800
     while True:
         status = queue_status(tiny_repo)
         if all(status.get(n) in ("Success", "Failed") for n in names) or time.monotonic() > deadline:
             break
         time.sleep(5)
-    dvc(tiny_repo, "queue", "stop", check=False)
+    dvc(tiny_repo, "queue", "stop", "--kill", check=False, capture=False)  # --kill: a worker stuck as above
     logs = {n: dvc(tiny_repo, "queue", "logs", n, check=False).stdout for n in names}
     assert all(status.get(n) == "Success" for n in names), (status, {n: logs[n][-2000:] for n in names})
     for name, log in logs.items():
