@@ -69,3 +69,48 @@ def test_elastic_moves_pixels_by_a_seeded_smooth_field():
     # a smooth field of about a pixel keeps the ink's mass and place
     assert abs(moved.astype(float).sum() / images.astype(float).sum() - 1) < 0.1
     assert np.array_equal(canonical_selection.elastic(images, 0.0, 3.0, seed=0), images)
+
+
+def _readme_tables(heading: str) -> list[list[list[str]]]:
+    """The markdown tables under README heading `heading` (up to the next heading), as rows of cells."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    section = section.split("\n#", 1)[0]
+    tables, rows = [], []
+    for line in section.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+            if not set("".join(cells)) <= set("-: "):
+                rows.append(cells)
+        elif rows:
+            tables.append(rows)
+            rows = []
+    return tables
+
+
+def _mean_interval(cell: str) -> tuple[float, ...]:
+    """'82.2 [80.6, 83.8]' -> (82.2, 80.6, 83.8); '98.81' -> (98.81,)."""
+    return tuple(float(v) for v in cell.replace("[", " ").replace("]", " ").replace(",", " ").split())
+
+
+def test_readme_retention_tables_are_the_committed_curves():
+    """Every epoch row of the README's retention tables is read off the committed benchmark output it names,
+    to the digits shown: a typed-in number that drifts from the measurement fails here."""
+    import json
+    tables = _readme_tables("### Training recipe")
+    sources = [name for name in ("retention", "retention_50")
+               if (ROOT / "benchmarks" / "results" / f"{name}.json").exists()]
+    assert len(tables) == len(sources), "one README table per committed retention curve"
+    for rows, name in zip(tables, sources):
+        curve = {e["epoch"]: e for e in json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())["curve"]}
+        header, body = rows[0], [r for r in rows[1:] if r[0].isdigit()]
+        assert body, name
+        thresholds = [h.removeprefix("≥ ") for h in header if h.startswith("≥ ")]
+        for row in body:
+            entry = curve[int(row[0])]
+            assert _mean_interval(row[1]) == (round(100 * entry["test_acc"]["mean"], 2),), (name, row)
+            for i, t in enumerate(thresholds, start=2):
+                share = entry[f"share_{t}"]
+                want = tuple(round(max(0.0, min(100.0, 100 * share[k])), 1) for k in ("mean", "lo", "hi"))
+                assert _mean_interval(row[i]) == want, (name, row[0], t)
+            assert float(row[-1]) == round(entry["rms_points_from_paper"], 1), (name, row)
