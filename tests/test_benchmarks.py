@@ -1,5 +1,6 @@
 """The logic inside the one-off measurement scripts of benchmarks/ (not their timings)."""
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +97,8 @@ def _mean_interval(cell: str) -> tuple[float, ...]:
 def test_readme_retention_tables_are_the_committed_curves():
     """Every epoch row of the README's retention tables is read off the committed benchmark output it names,
     to the digits shown: a typed-in number that drifts from the measurement fails here."""
-    import json
     tables = _readme_tables("### Training recipe")
-    sources = [name for name in ("retention", "retention_50")
-               if (ROOT / "benchmarks" / "results" / f"{name}.json").exists()]
+    sources = ("retention", "retention_50")
     assert len(tables) == len(sources), "one README table per committed retention curve"
     for rows, name in zip(tables, sources):
         curve = {e["epoch"]: e for e in json.loads((ROOT / "benchmarks" / "results" / f"{name}.json").read_text())["curve"]}
